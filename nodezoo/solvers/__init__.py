@@ -1,0 +1,37 @@
+"""ODE solvers for PyTorch: explicit Runge–Kutta methods, dense output, and gradients by
+backprop, the adjoint method or checkpointing. Pure torch: no Lightning, no Hub.
+
+``odeint``/``odeint_adjoint`` match torchdiffeq's API, so ``import nodezoo as torchdiffeq``
+works; ``solve(func, y0, t, SolverConfig(...))`` is the config-driven entry point models use.
+"""
+
+from .config import SolverConfig
+from .errors import (
+    MaxStepsExceeded,
+    NonFiniteState,
+    SolverConfigError,
+    SolverError,
+    StepSizeUnderflow,
+)
+from .odeint import odeint, odeint_adjoint, solve
+from .stats import SolveStats, last_stats
+from .step_control import StepController
+from .tableaus import METHODS, ButcherTableau, get_tableau
+
+__all__ = [
+    "METHODS",
+    "ButcherTableau",
+    "MaxStepsExceeded",
+    "NonFiniteState",
+    "SolveStats",
+    "SolverConfig",
+    "SolverConfigError",
+    "SolverError",
+    "StepController",
+    "StepSizeUnderflow",
+    "get_tableau",
+    "last_stats",
+    "odeint",
+    "odeint_adjoint",
+    "solve",
+]

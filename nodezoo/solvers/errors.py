@@ -1,0 +1,31 @@
+"""Exceptions raised by the solvers: each says what went wrong and what to try."""
+
+from __future__ import annotations
+
+
+class SolverError(RuntimeError):
+    """An ODE solve could not be completed.
+
+    ``t`` is the time the solver reached, ``step_size`` the last step size it tried.
+    """
+
+    def __init__(self, message: str, *, t: float | None = None, step_size: float | None = None):
+        super().__init__(message)
+        self.t = t
+        self.step_size = step_size
+
+
+class MaxStepsExceeded(SolverError):
+    """The solve needed more steps than ``max_steps`` allows."""
+
+
+class StepSizeUnderflow(SolverError):
+    """The adaptive step size became too small to make progress (a stiff or blowing-up problem)."""
+
+
+class NonFiniteState(SolverError):
+    """The state or the vector field became NaN or infinite."""
+
+
+class SolverConfigError(ValueError):
+    """Invalid solver settings or inputs (shapes, dtypes, devices, times, options)."""

@@ -1,0 +1,165 @@
+"""Gradients of a solve: adjoint (paper §3) and checkpointed recomputation.
+
+Both are autograd Functions over the flat initial state and the parameters; backprop needs no
+code of its own (autograd records the solver's operations). Gradients with respect to the
+output times are added outside, in ``odeint``, for all three modes alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .rk import FlatField, RungeKutta, StepRecord, integrate
+from .stats import SolveStats
+from .step_control import Norm, StepController, rms_norm, seminorm
+
+
+@dataclass
+class FlatProblem:
+    """Everything a flat solve needs besides the initial state."""
+
+    field: FlatField
+    times: list[float]
+    rk: RungeKutta
+    rtol: Any
+    atol: Any
+    norm: Norm
+    options: dict
+    controller: StepController
+    stats: SolveStats
+
+    def solve(self, y0: torch.Tensor, record: list[StepRecord] | None = None) -> list:
+        counts: dict = {}
+        nfe0 = self.field.nfe
+        ys = integrate(
+            self.field, y0, self.times, self.rk, rtol=self.rtol, atol=self.atol, norm=self.norm,
+            controller=self.controller, record=record, counts=counts, **self.options,
+        )  # fmt: skip
+        self.stats.nfe_forward += self.field.nfe - nfe0
+        self.stats.steps_accepted += counts["accepted"]
+        self.stats.steps_rejected += counts["rejected"]
+        return ys
+
+
+@dataclass
+class AdjointSettings:
+    rk: RungeKutta
+    rtol: float
+    atol: float
+    options: dict
+    seminorm: bool
+
+
+def _param_grads(params, grads):
+    return tuple(
+        None if not p.requires_grad else (torch.zeros_like(p) if g is None else g)
+        for p, g in zip(params, grads, strict=True)
+    )
+
+
+class AdjointSolve(torch.autograd.Function):
+    """Forward without a graph; backward integrates [y, a, a_theta] from t_N back to t_0."""
+
+    @staticmethod
+    def forward(ctx, problem: FlatProblem, adjoint: AdjointSettings, y0, *params):
+        with torch.no_grad():
+            ys = torch.stack(problem.solve(y0))
+        ctx.problem, ctx.adjoint = problem, adjoint
+        ctx.save_for_backward(ys, *params)
+        return ys
+
+    @staticmethod
+    def backward(ctx, grad_ys):
+        ys, *params = ctx.saved_tensors
+        problem: FlatProblem = ctx.problem
+        adj: AdjointSettings = ctx.adjoint
+        field = problem.field
+        n = ys.shape[1]
+        trainable = [p for p in params if p.requires_grad]
+        sizes = [p.numel() for p in trainable]
+
+        def augmented(t: float, z: torch.Tensor) -> torch.Tensor:
+            y, a = z[:n], z[n : 2 * n]
+            with torch.enable_grad():
+                y = y.detach().requires_grad_(True)
+                fy = field(t, y)
+                vjps = torch.autograd.grad(
+                    fy, (y, *trainable), -a, allow_unused=True, retain_graph=False
+                )
+            parts = [fy.detach(), vjps[0] if vjps[0] is not None else torch.zeros_like(a)]
+            parts += [
+                torch.zeros(s, dtype=z.dtype, device=z.device) if g is None else g.reshape(-1)
+                for g, s in zip(vjps[1:], sizes, strict=True)
+            ]
+            return torch.cat(parts)
+
+        norm = seminorm(2 * n) if adj.seminorm else rms_norm
+        nfe0 = field.nfe
+        counts: dict = {}
+        a = grad_ys[-1]
+        a_params = ys.new_zeros(sum(sizes))
+        with torch.no_grad():
+            for i in range(len(problem.times) - 1, 0, -1):
+                z = torch.cat([ys[i], a, a_params])
+                z = integrate(
+                    augmented, z, [problem.times[i], problem.times[i - 1]], adj.rk,
+                    rtol=adj.rtol, atol=adj.atol, norm=norm, controller=problem.controller,
+                    counts=counts, **adj.options,
+                )[-1]  # fmt: skip
+                a = z[n : 2 * n] + grad_ys[i - 1]
+                a_params = z[2 * n :]
+        problem.stats.nfe_backward += field.nfe - nfe0
+        problem.stats.steps_backward += counts.get("accepted", 0)
+        grads = iter(a_params.split(sizes))
+        param_grads = [next(grads).view_as(p) if p.requires_grad else None for p in params]
+        return (None, None, a, *param_grads)
+
+
+class CheckpointSolve(torch.autograd.Function):
+    """Forward keeps each accepted step's start; backward recomputes steps last to first."""
+
+    @staticmethod
+    def forward(ctx, problem: FlatProblem, y0, *params):
+        record: list[StepRecord] = []
+        with torch.no_grad():
+            ys = torch.stack(problem.solve(y0, record))
+        ctx.problem, ctx.record = problem, record
+        ctx.save_for_backward(*params)
+        return ys
+
+    @staticmethod
+    def backward(ctx, grad_ys):
+        params = ctx.saved_tensors
+        problem: FlatProblem = ctx.problem
+        field, rk = problem.field, problem.rk
+        tab = rk.tableau
+        trainable = [p for p in params if p.requires_grad]
+        a = torch.zeros_like(grad_ys[0])
+        acc = [torch.zeros_like(p) for p in trainable]
+        nfe0 = field.nfe
+        for rec in reversed(ctx.record):
+            dense = [(i, th) for i, th in rec.outputs if th < 1.0]
+            seed = a
+            for i, th in rec.outputs:
+                if th >= 1.0:
+                    seed = seed + grad_ys[i]
+            # FSAL methods need their last stage only for dense outputs.
+            last = None if (dense or not tab.fsal) else tab.stages - 2
+            with torch.enable_grad():
+                y = rec.y.detach().requires_grad_(True)
+                y1, K = rk.step(field, rec.t, rec.h, y, field(rec.t, y), True, last_stage=last)
+                outs = [y1] + [rk.interpolate(y, K, rec.h, th) for _, th in dense]
+                seeds = [seed] + [grad_ys[i] for i, _ in dense]
+                grads = torch.autograd.grad(outs, (y, *trainable), seeds, allow_unused=True)
+            a = grads[0] if grads[0] is not None else torch.zeros_like(a)
+            for j, g in enumerate(grads[1:]):
+                if g is not None:
+                    acc[j] += g
+        a = a + grad_ys[0]
+        problem.stats.nfe_backward += field.nfe - nfe0
+        problem.stats.steps_backward += len(ctx.record)
+        it = iter(acc)
+        return (None, a, *(next(it) if p.requires_grad else None for p in params))

@@ -1,0 +1,397 @@
+"""The one Runge–Kutta engine: fixed and adaptive steps, dense output, step recording.
+
+Everything works on a flat 1-D state; ``nodezoo.solvers.odeint`` flattens user states and
+wraps the vector field. Times and step sizes are Python floats, so step-size control costs no
+tensor operations; the only host sync per step is reading the scalar error norm.
+
+Stage derivatives live in a ``(stages, N)`` matrix ``K`` and every stage input, solution and
+error estimate is one ``addmv``/``mv`` against it. Without autograd one buffer is reused in
+place; with autograd each step gets a fresh ``K`` written through ``_write_stage``, which skips
+the version counter because later writes never touch rows already read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import MaxStepsExceeded, NonFiniteState, SolverConfigError, StepSizeUnderflow
+from .step_control import StepController, initial_step_size
+from .tableaus import ButcherTableau
+
+
+class FlatField:
+    """Calls a vector field on the flat state and counts evaluations.
+
+    ``func(t, y)`` sees ``t`` as a 0-d tensor of the time dtype and ``y`` in the user's shape(s).
+    """
+
+    def __init__(
+        self,
+        func: Callable,
+        shapes: Sequence[torch.Size],
+        *,
+        time_dtype: torch.dtype,
+        device: torch.device,
+        is_tuple: bool,
+        sign: float = 1.0,
+    ):
+        self.func = func
+        self.shapes = list(shapes)
+        self.sizes = [math.prod(s) for s in self.shapes]
+        self.time_dtype = time_dtype
+        self.device = device
+        self.is_tuple = is_tuple
+        self.sign = sign
+        self.nfe = 0
+        self._checked = False
+        self._shape0 = self.shapes[0]
+
+    def time(self, t: float) -> torch.Tensor:
+        return torch.full((), t, dtype=self.time_dtype, device=self.device)
+
+    def unflatten(self, y: torch.Tensor):
+        if not self.is_tuple:
+            return y.view(self._shape0)
+        return tuple(p.view(s) for p, s in zip(y.split(self.sizes), self.shapes, strict=True))
+
+    def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        self.nfe += 1
+        out = self.func(self.time(t), self.unflatten(y))
+        if not self._checked:
+            self._check(out, y)
+        if not self.is_tuple:
+            out = out.reshape(-1)
+        else:
+            out = torch.cat([o.reshape(-1) for o in out])
+        return out if self.sign == 1.0 else -out
+
+    def _check(self, out, y: torch.Tensor) -> None:
+        outs = tuple(out) if self.is_tuple else (out,)
+        if self.is_tuple and not isinstance(out, (tuple, list)):
+            raise SolverConfigError(
+                f"y0 is a tuple of {len(self.shapes)} tensors, so func must return a tuple of "
+                f"as many tensors; it returned {type(out).__name__}."
+            )
+        if len(outs) != len(self.shapes):
+            raise SolverConfigError(
+                f"func returned {len(outs)} tensors for a state of {len(self.shapes)}."
+            )
+        for i, (o, shape) in enumerate(zip(outs, self.shapes, strict=True)):
+            where = f"func's output {i}" if self.is_tuple else "func's output"
+            if not isinstance(o, torch.Tensor):
+                raise SolverConfigError(f"{where} is a {type(o).__name__}, expected a tensor.")
+            if o.shape != shape:
+                raise SolverConfigError(
+                    f"{where} has shape {tuple(o.shape)} but the state has shape {tuple(shape)}; "
+                    "dy/dt must have the same shape as y."
+                )
+            if o.dtype != y.dtype:
+                raise SolverConfigError(
+                    f"{where} has dtype {o.dtype} but the state is {y.dtype}; "
+                    "cast the vector field or y0 so they match."
+                )
+            if o.device != y.device:
+                raise SolverConfigError(
+                    f"{where} is on {o.device} but the state is on {y.device}; "
+                    "move the vector field (e.g. `.to(device)`) or y0."
+                )
+        self._checked = True
+
+
+class _WriteStage(torch.autograd.Function):
+    """``K[i] = k`` inside autograd without bumping K's version counter.
+
+    Safe because the solver only ever reads rows of K that are already final.
+    """
+
+    @staticmethod
+    def forward(ctx, K, k, i):
+        ctx.i = i
+        K.data[i] = k
+        ctx.mark_dirty(K)
+        return K
+
+    @staticmethod
+    def backward(ctx, grad_K):
+        return grad_K, grad_K[ctx.i], None
+
+
+@dataclass
+class StepRecord:
+    """An accepted step, kept for checkpointed gradients: where it started and what it emitted."""
+
+    t: float
+    h: float
+    y: torch.Tensor
+    outputs: list[tuple[int, float]] = field(default_factory=list)  # (output index, theta)
+
+
+class RungeKutta:
+    """Tableau coefficients as tensors on one device/dtype, and the step they define."""
+
+    def __init__(self, tableau: ButcherTableau, dtype: torch.dtype, device: torch.device):
+        self.tableau = tableau
+        self.dtype = dtype
+        self.device = device
+        as_t = lambda v: torch.tensor(v, dtype=dtype, device=device)  # noqa: E731
+        self.c = tableau.c
+        self.a = [as_t(row) for row in tableau.a]
+        self.b = as_t(tableau.b)
+        self.b_error = None if tableau.b_error is None else as_t(tableau.b_error)
+        self._buffer: torch.Tensor | None = None
+        self._buffer_views: list[torch.Tensor] = []
+
+    def new_stages(self, n: int, grad: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """K (stages x n) and the transposed views ``K[:i].T`` the stages read."""
+        s = self.tableau.stages
+        if grad:
+            return torch.empty(s, n, dtype=self.dtype, device=self.device), []
+        if self._buffer is None or self._buffer.shape[1] != n:
+            self._buffer = torch.empty(s, n, dtype=self.dtype, device=self.device)
+            self._buffer_views = [self._buffer[:i].t() for i in range(s + 1)]
+        return self._buffer, self._buffer_views
+
+    def step(
+        self,
+        f: FlatField,
+        t: float,
+        h: float,
+        y: torch.Tensor,
+        f0: torch.Tensor,
+        grad: bool,
+        last_stage: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step from (t, y) of size h; returns (y1, K). ``f0 = f(t, y)``.
+
+        ``last_stage`` stops after that stage (checkpoint recomputation skips the FSAL stage
+        when nothing needs it).
+        """
+        tab = self.tableau
+        s = tab.stages if last_stage is None else last_stage + 1
+        K, views = self.new_stages(y.shape[0], grad)
+        if grad:
+            K = _WriteStage.apply(K, f0, 0)
+        else:
+            K[0].copy_(f0)
+        yi = y
+        for i in range(1, s):
+            kt = views[i] if not grad else K[:i].t()
+            yi = torch.addmv(y, kt, self.a[i - 1], alpha=h)
+            ki = f(t + tab.c[i] * h, yi)
+            if grad:
+                K = _WriteStage.apply(K, ki, i)
+            else:
+                K[i].copy_(ki)
+        if tab.fsal and s == tab.stages:
+            y1 = yi  # the last stage's input is the solution
+        elif s == tab.stages:
+            kt = views[s] if not grad else K.t()
+            y1 = torch.addmv(y, kt, self.b, alpha=h)
+        else:  # truncated FSAL step: the unused last stage has weight 0 in b
+            y1 = torch.addmv(y, K[:s].t(), self.b[:s], alpha=h)
+        return y1, K
+
+    def interpolate(self, y: torch.Tensor, K: torch.Tensor, h: float, theta: float):
+        w = torch.as_tensor(self.tableau.dense_weights(theta), dtype=self.dtype).to(self.device)
+        return torch.addmv(y, K.t(), w, alpha=h)
+
+
+def _direction_sorted(values, t0: float, t1: float, direction: float) -> list[float]:
+    inside = [float(v) for v in values if (v - t0) * direction > 0 and (t1 - v) * direction >= 0]
+    return sorted(set(inside), key=lambda v: v * direction)
+
+
+def _raise_non_finite(t: float, h: float) -> None:
+    raise NonFiniteState(
+        f"The ODE state became NaN or infinite near t={t:.6g} (step size {h:.3g}). The "
+        "dynamics may blow up there: check the vector field and its inputs, lower the learning "
+        "rate, use float64, or tighten the tolerances.",
+        t=t,
+        step_size=h,
+    )
+
+
+def integrate(
+    f: FlatField,
+    y0: torch.Tensor,
+    times: Sequence[float],
+    rk: RungeKutta,
+    *,
+    rtol: float | torch.Tensor,
+    atol: float | torch.Tensor,
+    norm: Callable[[torch.Tensor], torch.Tensor],
+    step_size: float | None = None,
+    first_step: float | None = None,
+    max_steps: int = 100_000,
+    step_t: Sequence[float] = (),
+    jump_t: Sequence[float] = (),
+    controller: StepController | None = None,
+    record: list[StepRecord] | None = None,
+    counts: dict | None = None,
+) -> list[torch.Tensor]:
+    """Solve from ``times[0]`` through every time in ``times`` (monotonic); returns the states.
+
+    ``record``, if given, receives one ``StepRecord`` per accepted step.
+    ``counts`` receives ``accepted``/``rejected`` step counts.
+    """
+    grad = torch.is_grad_enabled()
+    if counts is None:
+        counts = {}
+    counts.setdefault("accepted", 0)
+    counts.setdefault("rejected", 0)
+    outputs = [y0]
+    if len(times) == 1:
+        return outputs
+    t0, t_end = float(times[0]), float(times[-1])
+    direction = 1.0 if t_end > t0 else -1.0
+    if rk.tableau.adaptive and step_size is None:
+        _integrate_adaptive(
+            f, y0, times, rk, outputs, grad, direction,
+            rtol=rtol, atol=atol, norm=norm, first_step=first_step, max_steps=max_steps,
+            step_t=step_t, jump_t=jump_t, controller=controller or StepController(),
+            record=record, counts=counts,
+        )  # fmt: skip
+    else:
+        _integrate_fixed(
+            f, y0, times, rk, outputs, grad, direction, step_size, max_steps, step_t, jump_t,
+            record, counts,
+        )  # fmt: skip
+    return outputs
+
+
+def _integrate_fixed(
+    f, y0, times, rk, outputs, grad, direction, step_size, max_steps, step_t, jump_t, record, counts
+):
+    """Steps of ``step_size`` (or the output grid), landing exactly on every output time."""
+    t0, t_end = float(times[0]), float(times[-1])
+    stops = list(times[1:]) + list(step_t) + list(jump_t)
+    if step_size is not None:
+        if step_size <= 0:
+            raise SolverConfigError(f"step_size must be positive, got {step_size}.")
+        n = math.ceil(abs(t_end - t0) / step_size - 1e-9)
+        if n > max_steps:
+            raise MaxStepsExceeded(
+                f"step_size={step_size} needs {n} steps over [{t0}, {t_end}], more than "
+                f"max_steps={max_steps}. Use a larger step_size or raise max_steps.",
+                t=t0,
+                step_size=step_size,
+            )
+        stops += [t0 + direction * k * step_size for k in range(1, n)]
+    grid = _direction_sorted(stops, t0, t_end, direction)
+    # Drop grid points closer than a tiny fraction of a step to an output time.
+    tol = 1e-9 * max(abs(t_end - t0), 1e-30)
+    merged: list[float] = []
+    for v in grid:
+        if merged and abs(v - merged[-1]) <= tol:
+            if v in times:
+                merged[-1] = v
+            continue
+        merged.append(v)
+    t, y = t0, y0
+    out_i = 1
+    for t_next in merged:
+        h = t_next - t
+        if record is not None:
+            record.append(StepRecord(t, h, y, []))
+        y, _ = rk.step(f, t, h, y, f(t, y), grad)
+        counts["accepted"] += 1
+        t = t_next
+        while out_i < len(times) and abs(times[out_i] - t) <= tol:
+            if record is not None:
+                record[-1].outputs.append((out_i, 1.0))
+            outputs.append(y)
+            out_i += 1
+    if not bool(torch.isfinite(outputs[-1]).all()):
+        _raise_non_finite(t_end, merged[-1] - (merged[-2] if len(merged) > 1 else t0))
+    return outputs
+
+
+def _integrate_adaptive(
+    f, y0, times, rk, outputs, grad, direction, *, rtol, atol, norm, first_step, max_steps,
+    step_t, jump_t, controller, record, counts,
+):  # fmt: skip
+    tab = rk.tableau
+    t0, t_end = float(times[0]), float(times[-1])
+    n_out = len(times)
+    stops = _direction_sorted([*step_t, *jump_t, t_end], t0, t_end, direction)
+    jumps = set(float(v) for v in jump_t)
+    f0 = f(t0, y0)
+    if first_step is None:
+        h = initial_step_size(f, t0, y0, f0, tab.order, rtol, atol, norm, direction)
+    else:
+        h = direction * abs(float(first_step))
+    atol_t = atol if isinstance(atol, torch.Tensor) else torch.tensor(atol, dtype=y0.dtype)
+    atol_t = atol_t.to(device=y0.device, dtype=y0.dtype)
+    b_error = rk.b_error
+    t, y = t0, y0
+    abs_y = y0.detach().abs()
+    stop_i, out_i = 0, 1
+    steps = 0
+    last_non_finite = False
+    ctrl = controller.start(tab.order)
+    while out_i < n_out:
+        t_stop = stops[stop_i]
+        h_try = h
+        hits_stop = (t + h_try - t_stop) * direction >= 0
+        if hits_stop:
+            h_try = t_stop - t
+        y1, K = rk.step(f, t, h_try, y, f0, grad)
+        with torch.no_grad():
+            err = torch.mv(K.t() if grad else rk._buffer_views[tab.stages], b_error)
+            abs_y1 = y1.detach().abs()
+            scale = torch.maximum(abs_y, abs_y1).mul_(rtol).add_(atol_t)
+            ratio = abs(h_try) * float(norm(err.div_(scale)))
+        steps += 1
+        if ratio <= 1.0:  # accept (NaN compares False: rejected below)
+            counts["accepted"] += 1
+            t_new = t_stop if hits_stop else t + h_try
+            if record is not None:
+                record.append(StepRecord(t, h_try, y, []))
+            while out_i < n_out and (times[out_i] - t_new) * direction <= 0:
+                theta = (times[out_i] - t) / h_try
+                if theta >= 1.0:
+                    outputs.append(y1)
+                else:
+                    outputs.append(rk.interpolate(y, K, h_try, theta))
+                if record is not None:
+                    record[-1].outputs.append((out_i, theta))
+                out_i += 1
+            t, y, abs_y = t_new, y1, abs_y1
+            if hits_stop:
+                stop_i += 1
+            if out_i >= n_out:
+                break
+            if hits_stop and t in jumps:
+                f0 = f(t, y)  # discontinuity: the FSAL derivative is stale
+            else:
+                f0 = K[-1]
+            last_non_finite = False
+            h = h_try * ctrl.accept(ratio)
+        else:
+            counts["rejected"] += 1
+            last_non_finite = not math.isfinite(ratio)
+            h = h_try * ctrl.reject(ratio)
+        if steps >= max_steps:
+            raise MaxStepsExceeded(
+                f"Reached max_steps={max_steps} at t={t:.6g} of [{t0:.6g}, {t_end:.6g}] "
+                f"(step size {h:.3g}). The problem may be stiff or the tolerances too tight "
+                f"(rtol={float(rtol) if not isinstance(rtol, torch.Tensor) else 'tensor'}); raise "
+                "max_steps, loosen rtol/atol, or regularise the dynamics.",
+                t=t,
+                step_size=h,
+            )
+        if abs(h) <= 4 * math.ulp(max(abs(t), 1.0)):
+            if last_non_finite:
+                _raise_non_finite(t, h)
+            raise StepSizeUnderflow(
+                f"Step size underflowed to {h:.3g} at t={t:.6g}: the solution changes too fast "
+                "for this tolerance (stiff or blowing-up dynamics). Loosen rtol/atol, use float64, "
+                "or regularise the dynamics.",
+                t=t,
+                step_size=h,
+            )
+    return outputs
