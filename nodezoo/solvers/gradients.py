@@ -150,7 +150,10 @@ class CheckpointSolve(torch.autograd.Function):
             last = None if (dense or not tab.fsal) else tab.stages - 2
             with torch.enable_grad():
                 y = rec.y.detach().requires_grad_(True)
-                y1, K = rk.step(field, rec.t, rec.h, y, field(rec.t, y), True, last_stage=last)
+                f0 = field(rec.t, y, toward=rec.t + rec.h if rec.after_jump else None)
+                y1, K = rk.step(
+                    field, rec.t, rec.h, y, f0, True, last_stage=last, ends_on_jump=rec.ends_on_jump
+                )
                 outs = [y1] + [rk.interpolate(y, K, rec.h, th) for _, th in dense]
                 seeds = [seed] + [grad_ys[i] for i, _ in dense]
                 grads = torch.autograd.grad(outs, (y, *trainable), seeds, allow_unused=True)

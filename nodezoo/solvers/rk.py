@@ -50,17 +50,21 @@ class FlatField:
         self._checked = False
         self._shape0 = self.shapes[0]
 
-    def time(self, t: float) -> torch.Tensor:
-        return torch.full((), t, dtype=self.time_dtype, device=self.device)
+    def time(self, t: float, toward: float | None = None) -> torch.Tensor:
+        tt = torch.full((), t, dtype=self.time_dtype, device=self.device)
+        if toward is not None:  # one ulp of the time dtype to the side of a discontinuity
+            tt = torch.nextafter(tt, torch.full_like(tt, toward))
+        return tt
 
     def unflatten(self, y: torch.Tensor):
         if not self.is_tuple:
             return y.view(self._shape0)
         return tuple(p.view(s) for p, s in zip(y.split(self.sizes), self.shapes, strict=True))
 
-    def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, t: float, y: torch.Tensor, toward: float | None = None) -> torch.Tensor:
+        """``toward`` nudges t by one ulp toward that time (evaluating beside a jump in f)."""
         self.nfe += 1
-        out = self.func(self.time(t), self.unflatten(y))
+        out = self.func(self.time(t, toward), self.unflatten(y))
         if not self._checked:
             self._check(out, y)
         if not self.is_tuple:
@@ -128,6 +132,8 @@ class StepRecord:
     h: float
     y: torch.Tensor
     outputs: list[tuple[int, float]] = field(default_factory=list)  # (output index, theta)
+    after_jump: bool = False  # f0 taken on the far side of a jump at t
+    ends_on_jump: bool = False
 
 
 class RungeKutta:
@@ -164,11 +170,13 @@ class RungeKutta:
         f0: torch.Tensor,
         grad: bool,
         last_stage: int | None = None,
+        ends_on_jump: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step from (t, y) of size h; returns (y1, K). ``f0 = f(t, y)``.
 
         ``last_stage`` stops after that stage (checkpoint recomputation skips the FSAL stage
-        when nothing needs it).
+        when nothing needs it). ``ends_on_jump``: f jumps at t + h, so stages there see the
+        side the step comes from.
         """
         tab = self.tableau
         s = tab.stages if last_stage is None else last_stage + 1
@@ -181,7 +189,10 @@ class RungeKutta:
         for i in range(1, s):
             kt = views[i] if not grad else K[:i].t()
             yi = torch.addmv(y, kt, self.a[i - 1], alpha=h)
-            ki = f(t + tab.c[i] * h, yi)
+            if ends_on_jump and tab.c[i] == 1.0:
+                ki = f(t + h, yi, toward=t)
+            else:
+                ki = f(t + tab.c[i] * h, yi)
             if grad:
                 K = _WriteStage.apply(K, ki, i)
             else:
@@ -293,11 +304,15 @@ def _integrate_fixed(
         merged.append(v)
     t, y = t0, y0
     out_i = 1
+    jumps = set(float(v) for v in jump_t)
+    jump = False  # did the previous step end on a jump?
     for t_next in merged:
         h = t_next - t
         if record is not None:
-            record.append(StepRecord(t, h, y, []))
-        y, _ = rk.step(f, t, h, y, f(t, y), grad)
+            record.append(StepRecord(t, h, y, [], jump, t_next in jumps))
+        f0 = f(t, y, toward=t + h if jump else None)
+        jump = t_next in jumps
+        y, _ = rk.step(f, t, h, y, f0, grad, ends_on_jump=jump)
         counts["accepted"] += 1
         t = t_next
         while out_i < len(times) and abs(times[out_i] - t) <= tol:
@@ -321,7 +336,8 @@ def _integrate_adaptive(
     jumps = set(float(v) for v in jump_t)
     f0 = f(t0, y0)
     if first_step is None:
-        h = initial_step_size(f, t0, y0, f0, tab.order, rtol, atol, norm, direction)
+        # the error estimate is of the embedded (order - 1) solution, hence its exponent
+        h = initial_step_size(f, t0, y0, f0, tab.order - 1, rtol, atol, norm, direction)
     else:
         h = direction * abs(float(first_step))
     atol_t = atol if isinstance(atol, torch.Tensor) else torch.tensor(atol, dtype=y0.dtype)
@@ -332,6 +348,7 @@ def _integrate_adaptive(
     stop_i, out_i = 0, 1
     steps = 0
     last_non_finite = False
+    after_jump = False
     ctrl = controller.start(tab.order)
     while out_i < n_out:
         t_stop = stops[stop_i]
@@ -339,7 +356,8 @@ def _integrate_adaptive(
         hits_stop = (t + h_try - t_stop) * direction >= 0
         if hits_stop:
             h_try = t_stop - t
-        y1, K = rk.step(f, t, h_try, y, f0, grad)
+        on_jump = hits_stop and t_stop in jumps
+        y1, K = rk.step(f, t, h_try, y, f0, grad, ends_on_jump=on_jump)
         with torch.no_grad():
             err = torch.mv(K.t() if grad else rk._buffer_views[tab.stages], b_error)
             abs_y1 = y1.detach().abs()
@@ -350,7 +368,7 @@ def _integrate_adaptive(
             counts["accepted"] += 1
             t_new = t_stop if hits_stop else t + h_try
             if record is not None:
-                record.append(StepRecord(t, h_try, y, []))
+                record.append(StepRecord(t, h_try, y, [], after_jump, on_jump))
             while out_i < n_out and (times[out_i] - t_new) * direction <= 0:
                 theta = (times[out_i] - t) / h_try
                 if theta >= 1.0:
@@ -361,12 +379,13 @@ def _integrate_adaptive(
                     record[-1].outputs.append((out_i, theta))
                 out_i += 1
             t, y, abs_y = t_new, y1, abs_y1
+            after_jump = on_jump
             if hits_stop:
                 stop_i += 1
             if out_i >= n_out:
                 break
-            if hits_stop and t in jumps:
-                f0 = f(t, y)  # discontinuity: the FSAL derivative is stale
+            if on_jump:  # the FSAL derivative belongs to the other side of the jump
+                f0 = f(t, y, toward=t + direction)
             else:
                 f0 = K[-1]
             last_non_finite = False

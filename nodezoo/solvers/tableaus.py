@@ -187,7 +187,9 @@ BOSH3 = _tableau(
     fsal=True,
 )
 
-# Dormand–Prince 5(4), with Shampine's (1986) mid-step dense-output weights.
+# Dormand–Prince 5(4). The embedded 4th-order weights are the FSAL variant torchdiffeq uses
+# (Shampine 1986), so step sequences match it exactly; with Shampine's mid-step weights for
+# dense output.
 _DP_B = [35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0]
 DOPRI5 = _tableau(
     "dopri5",
@@ -202,7 +204,7 @@ DOPRI5 = _tableau(
         _DP_B[:6],
     ],
     b=_DP_B,
-    b_low=[5179 / 57600, 0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40],
+    b_low=[1951 / 21600, 0, 22642 / 50085, 451 / 720, -12231 / 42400, 649 / 6300, 1 / 60],
     fsal=True,
     mid=[
         6025192743 / 30085553152 / 2,
