@@ -51,7 +51,9 @@ class SolverConfig:
                 f"gradient={self.gradient!r} is not one of {', '.join(GRADIENTS)}."
             )
         if self.backend not in BACKENDS:
-            raise SolverConfigError(f"backend={self.backend!r} is not one of {', '.join(BACKENDS)}.")
+            raise SolverConfigError(
+                f"backend={self.backend!r} is not one of {', '.join(BACKENDS)}."
+            )
         for name in ("rtol", "atol", "adjoint_rtol", "adjoint_atol"):
             value = getattr(self, name)
             values = value.tolist() if hasattr(value, "tolist") else value

@@ -1,4 +1,4 @@
-"""Public entry points: ``solve`` (config-driven) and torchdiffeq-compatible ``odeint``/``odeint_adjoint``.
+"""Public entry points: ``solve`` (config-driven) and torchdiffeq's ``odeint``/``odeint_adjoint``.
 
 This module checks inputs, flattens tensor or tuple states, picks the gradient mode and the
 backend, adds gradients with respect to the times, and records statistics.
@@ -6,6 +6,7 @@ backend, adds gradients with respect to the times, and records statistics.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,7 +66,7 @@ def _check_times(t: torch.Tensor, y: torch.Tensor) -> list[float]:
     times = t.detach().cpu().tolist()
     if any(v != v or v in (float("inf"), float("-inf")) for v in times):
         raise SolverConfigError(f"t contains NaN or infinite values: {times}.")
-    diffs = [b - a for a, b in zip(times, times[1:])]
+    diffs = [b - a for a, b in itertools.pairwise(times)]
     if diffs and not (all(d > 0 for d in diffs) or all(d < 0 for d in diffs)):
         raise SolverConfigError(
             "t must be strictly increasing or strictly decreasing (no repeats); "
@@ -110,9 +111,7 @@ def _tolerance(tol, parts: list[torch.Tensor], name: str):
             raise SolverConfigError(f"{name} must be non-negative, got {tol}.")
         return float(tol)
     if isinstance(tol, (tuple, list)) and len(tol) == len(parts):
-        return torch.cat(
-            [torch.full((p.numel(),), float(v), dtype=p.dtype, device=p.device) for v, p in zip(tol, parts)]
-        )
+        return torch.cat([p.new_full((p.numel(),), float(v)) for v, p in zip(tol, parts)])
     raise SolverConfigError(
         f"{name} must be a float or one float per tuple entry; got {type(tol).__name__}."
     )
@@ -160,9 +159,7 @@ def solve(
         solve_opts.setdefault("first_step", config.first_step)
     tab = get_tableau(config.method)
     shapes = [p.shape for p in parts]
-    field = FlatField(
-        func, shapes, time_dtype=t.dtype, device=y_ref.device, is_tuple=is_tuple
-    )
+    field = FlatField(func, shapes, time_dtype=t.dtype, device=y_ref.device, is_tuple=is_tuple)
     norm = solve_opts.pop("norm", None)
     if norm is None:
         norm = mixed_norm(field.sizes) if is_tuple else rms_norm
@@ -194,15 +191,15 @@ def solve(
     if config.gradient == "backprop" or not needs_graph:
         ys = torch.stack(problem.solve(y0_flat))
     elif config.gradient == "adjoint":
-        adj_opts, _ = _split_options(
-            {"max_num_steps": config.max_steps, **(adjoint_options or {})}
-        )
+        adj_opts, _ = _split_options({"max_num_steps": config.max_steps, **(adjoint_options or {})})
         adj_opts.pop("norm", None)
+        adjoint_tableau = get_tableau(config.adjoint_method or config.method)
+        fixed_opts = {k: v for k, v in solve_opts.items() if k in ("step_size", "max_steps")}
         adjoint = AdjointSettings(
-            rk=RungeKutta(get_tableau(config.adjoint_method or config.method), y_ref.dtype, y_ref.device),
+            rk=RungeKutta(adjoint_tableau, y_ref.dtype, y_ref.device),
             rtol=config.adjoint_rtol if config.adjoint_rtol is not None else float(config.rtol),
             atol=config.adjoint_atol if config.adjoint_atol is not None else float(config.atol),
-            options={**{k: v for k, v in solve_opts.items() if k in ("step_size", "max_steps")}, **adj_opts},
+            options={**fixed_opts, **adj_opts},
             seminorm=config.seminorm,
         )
         ys = AdjointSolve.apply(problem, adjoint, y0_flat, *params)

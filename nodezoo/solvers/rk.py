@@ -143,13 +143,14 @@ class RungeKutta:
         self.tableau = tableau
         self.dtype = dtype
         self.device = device
-        as_t = lambda v: torch.tensor(v, dtype=dtype, device=device)  # noqa: E731
+        as_t = lambda v: torch.tensor(v, dtype=dtype, device=device)
         self.c = tableau.c
         self.a = [as_t(row) for row in tableau.a]
         self.b = as_t(tableau.b)
         self.b_error = None if tableau.b_error is None else as_t(tableau.b_error)
         self._buffer: torch.Tensor | None = None
         self._buffer_views: list[torch.Tensor] = []
+        self._first_row: torch.Tensor | None = None
 
     def new_stages(self, n: int, grad: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """K (stages x n) and the transposed views ``K[:i].T`` the stages read."""
@@ -159,7 +160,19 @@ class RungeKutta:
         if self._buffer is None or self._buffer.shape[1] != n:
             self._buffer = torch.empty(s, n, dtype=self.dtype, device=self.device)
             self._buffer_views = [self._buffer[:i].t() for i in range(s + 1)]
+            self._first_row = self._buffer[0]
         return self._buffer, self._buffer_views
+
+    def carry_fsal(self, K: torch.Tensor, grad: bool) -> torch.Tensor:
+        """The next step's f0 from an accepted FSAL step.
+
+        In the reused buffer it moves to row 0 now, so a rejected next attempt (which
+        overwrites the other rows) cannot corrupt it.
+        """
+        if grad:
+            return K[-1]
+        K[0].copy_(K[-1])
+        return self._first_row
 
     def step(
         self,
@@ -183,7 +196,7 @@ class RungeKutta:
         K, views = self.new_stages(y.shape[0], grad)
         if grad:
             K = _WriteStage.apply(K, f0, 0)
-        else:
+        elif f0 is not self._first_row:
             K[0].copy_(f0)
         yi = y
         for i in range(1, s):
@@ -387,7 +400,7 @@ def _integrate_adaptive(
             if on_jump:  # the FSAL derivative belongs to the other side of the jump
                 f0 = f(t, y, toward=t + direction)
             else:
-                f0 = K[-1]
+                f0 = rk.carry_fsal(K, grad)
             last_non_finite = False
             h = h_try * ctrl.accept(ratio)
         else:
