@@ -1,0 +1,194 @@
+"""``ImageClassifier``: one LightningModule for the paper's five image classifiers.
+
+The backbone is chosen by name (see :mod:`nodezoo.models.backbones`); everything else —
+normalisation, head, loss, metrics, optimiser and schedule — is shared, so the backbones are
+compared on equal terms. NFE, memory and time are logged by callbacks, not here.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..solvers import SolverConfig
+from .backbones import build_backbone, resolve_solver
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("multistep", "cosine", "constant")
+# The paper's schedule (x0.1 at epochs 60, 100, 140 of 160) as fractions of the run.
+DEFAULT_MILESTONE_FRACTIONS = (60 / 160, 100 / 160, 140 / 160)
+
+
+class ImageClassifier(pl.LightningModule):
+    """Classifies float images in [0, 1] of shape ``(B, in_channels, image_size, image_size)``.
+
+    ``backbone``: ``odenet`` | ``rknet`` | ``resnet`` | ``revnet`` | ``mlp``. ``width`` is the
+    channel count (the hidden size for ``mlp``), ``depth`` the number of residual/reversible
+    blocks for ``resnet``/``revnet``. ``solver`` is a ``SolverConfig`` dict laid over the
+    backbone's default (odenet: dopri5 1e-3 adjoint; rknet: dopri5 1e-3 backprop).
+    ``mean``/``std`` normalise inside the model, so checkpoints take raw [0, 1] images.
+    ``lr_milestones=None`` with ``multistep`` scales the paper's 60/100/140-of-160 epochs to
+    the trainer's ``max_epochs``. ``pretrained`` is stored for the zoo and not used here.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "odenet",
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int = 28,
+        width: int = 64,
+        depth: int = 6,
+        solver: dict | None = None,
+        augment_channels: int = 0,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        optimizer: str = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        lr_schedule: str = "multistep",
+        lr_milestones: list[int] | None = None,
+        lr_gamma: float = 0.1,
+        pretrained: str | None = None,
+    ):
+        super().__init__()
+        solver_config = resolve_solver(backbone, solver)
+        _check_choice("optimizer", optimizer, OPTIMIZERS)
+        _check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+        self.save_hyperparameters()
+        # Plain data only, fully resolved, so a checkpoint or config.json rebuilds the same solver.
+        self.hparams.solver = None if solver_config is None else solver_config.to_dict()
+
+        mean_t, std_t = _normalisation(mean, std, in_channels)
+        self.register_buffer("mean", mean_t, persistent=False)
+        self.register_buffer("std", std_t, persistent=False)
+        self.features, self.num_features = build_backbone(
+            backbone, in_channels, image_size, width, depth, solver_config, augment_channels
+        )
+        self.head = nn.Linear(self.num_features, num_classes)
+        self._make_metrics(num_classes)
+
+    # ---- model API (timm-style) ----
+    @property
+    def solver(self) -> SolverConfig | None:
+        return None if self.hparams.solver is None else SolverConfig.from_dict(self.hparams.solver)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        return self.features((x - self.mean) / self.std)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh head with ``num_classes`` outputs (for fine-tuning); metrics follow."""
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+        old = self.head
+        self.head = nn.Linear(self.num_features, num_classes).to(old.weight)
+        self.hparams.num_classes = num_classes
+        self._make_metrics(num_classes)
+
+    def _make_metrics(self, num_classes: int) -> None:
+        device = self.mean.device
+        self.train_acc = MulticlassAccuracy(num_classes).to(device)
+        self.val_acc = MulticlassAccuracy(num_classes).to(device)
+        self.test_acc = MulticlassAccuracy(num_classes).to(device)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        hp = self.hparams
+        expected = f"(B, {hp.in_channels}, {hp.image_size}, {hp.image_size})"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"Expected a tensor of images {expected}, got {type(x).__name__}.")
+        if not x.is_floating_point():
+            raise TypeError(
+                f"Images have dtype {x.dtype}; convert them to float in [0, 1] first "
+                "(e.g. x.float() / 255, or torchvision's ToTensor)."
+            )
+        if x.dim() != 4 or tuple(x.shape[1:]) != (hp.in_channels, hp.image_size, hp.image_size):
+            raise ValueError(f"Expected images of shape {expected}, got {tuple(x.shape)}.")
+
+    # ---- Lightning ----
+    def _step(self, batch, stage: str, metric: MulticlassAccuracy) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        metric(logits, y)
+        training = stage == "train"
+        kwargs = dict(on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        self.log(f"{stage}/loss", loss, on_step=training, sync_dist=not training, **kwargs)
+        self.log(f"{stage}/acc", metric, on_step=False, **kwargs)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train", self.train_acc)
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx):
+        return self._step(batch, "test", self.test_acc)
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(x).softmax(dim=-1)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(
+                self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+            )
+        else:
+            cls = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.AdamW
+            opt = cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.lr_schedule == "constant":
+            return opt
+        if hp.lr_schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self._max_epochs())
+        else:
+            milestones = hp.lr_milestones
+            if milestones is None:
+                epochs = self._max_epochs()
+                milestones = [round(f * epochs) for f in DEFAULT_MILESTONE_FRACTIONS]
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), gamma=hp.lr_gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def _max_epochs(self) -> int:
+        trainer = self._trainer
+        epochs = getattr(trainer, "max_epochs", None)
+        if epochs is None or epochs < 1:
+            raise ValueError(
+                f"lr_schedule={self.hparams.lr_schedule!r} needs the run length: give the "
+                "Trainer max_epochs (or set lr_milestones / use lr_schedule='constant')."
+            )
+        return epochs
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}.")
+
+
+def _normalisation(mean, std, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean/std as (1, C, 1, 1); identity when not given."""
+    mean = [0.0] * channels if mean is None else list(mean)
+    std = [1.0] * channels if std is None else list(std)
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(
+            f"mean and std need one value per input channel ({channels}), "
+            f"got {len(mean)} and {len(std)}."
+        )
+    if any(s <= 0 for s in std):
+        raise ValueError(f"std values must be positive, got {std}.")
+    shape = (1, channels, 1, 1)
+    return torch.tensor(mean).view(shape), torch.tensor(std).view(shape)
