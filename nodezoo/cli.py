@@ -1,0 +1,142 @@
+"""The ``nodezoo`` command.
+
+``nodezoo fit|validate|test|predict --config recipes/<dataset>/<model>.yaml`` runs Lightning's
+``LightningCLI`` on a recipe; every recipe key can be overridden on the command line
+(``--trainer.max_epochs 1``, ``--data.init_args.batch_size 32``) and ``--print_config`` shows the
+merged result. ``main`` dispatches on the first word through ``COMMANDS`` so that zoo verbs
+(list, evaluate, publish, compare) sit beside the Lightning ones.
+
+Everything a run writes lands under ``trainer.default_root_dir`` (the run directory) unless a
+recipe says otherwise: checkpoints in ``<run dir>/checkpoints``, the logger's files and the
+merged ``config.yaml`` in ``<run dir>``, so one override moves a whole run.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+from jsonargparse import Namespace
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from .data.images import DatasetNotFoundError
+
+__all__ = ["COMMANDS", "LIGHTNING_SUBCOMMANDS", "NodezooCLI", "main"]
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# Geometry the data module states and an image model must agree with.
+SHARED_DATA_ATTRIBUTES = ("num_classes", "in_channels", "image_size")
+
+
+class RecipeError(ValueError):
+    """A recipe whose parts contradict each other."""
+
+
+class NodezooCLI(LightningCLI):
+    """LightningCLI with two checkpoint sections and run-dir defaults.
+
+    ``best_checkpoint`` keeps the best model by a validation metric (written after validation).
+    ``last_checkpoint`` writes ``last.ckpt`` every ``every_n_train_steps`` steps and at the end,
+    whatever the metrics, so a run killed mid-epoch resumes with ``--ckpt_path last`` and loses
+    at most that many steps. (One ``ModelCheckpoint`` cannot do both: with a monitored metric it
+    defers every save until that metric exists, i.e. until the first validation.) They are
+    top-level sections rather than entries of ``trainer.callbacks`` so that single keys such as
+    ``--last_checkpoint.every_n_train_steps`` can be overridden; entries of a list cannot.
+    """
+
+    CHECKPOINT_SECTIONS = ("best_checkpoint", "last_checkpoint")
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for section in self.CHECKPOINT_SECTIONS:
+            parser.add_lightning_class_args(ModelCheckpoint, section)
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        run_dir = Path(config.trainer.default_root_dir or ".")
+        for section in self.CHECKPOINT_SECTIONS:
+            if config[section].dirpath is None:
+                config[section].dirpath = str(run_dir / "checkpoints")
+        loggers = config.trainer.logger
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            init_args = (
+                getattr(logger, "init_args", None) if isinstance(logger, Namespace) else None
+            )
+            if init_args is not None and init_args.get("save_dir") in (None, ".", "./"):
+                init_args.save_dir = str(run_dir)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        check_model_matches_data(self.model, self.datamodule)
+
+
+def check_model_matches_data(model, datamodule) -> None:
+    """Raise ``RecipeError`` when the model's image geometry differs from the data's."""
+    hparams = getattr(model, "hparams", {})
+    mismatches = [
+        f"model.init_args.{name}={hparams[name]} but {type(datamodule).__name__} has "
+        f"{name}={getattr(datamodule, name)}"
+        for name in SHARED_DATA_ATTRIBUTES
+        if name in hparams and hasattr(datamodule, name)
+        if hparams[name] != getattr(datamodule, name)
+    ]
+    if mismatches:
+        raise RecipeError(
+            "the model does not fit the data: " + "; ".join(mismatches) + ". Set the model's "
+            "values to the data's (in the recipe or with --model.init_args.<name>)."
+        )
+
+
+def run_lightning(subcommand: str, args: Sequence[str]) -> int:
+    """Run one LightningCLI subcommand; ``args`` are the words after it."""
+    NodezooCLI(
+        model_class=None,  # any LightningModule, chosen by class_path in the recipe
+        datamodule_class=None,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},  # a rerun in the same run dir must not fail
+        parser_kwargs={
+            "description": f"nodezoo {subcommand}: Lightning's {subcommand} on a recipe"
+        },
+        args=[subcommand, *args],
+    )
+    return 0
+
+
+# Verb -> function(args after the verb) -> exit code. Zoo verbs are added here.
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    name: partial(run_lightning, name) for name in LIGHTNING_SUBCOMMANDS
+}
+
+
+def usage() -> str:
+    verbs = ", ".join(COMMANDS)
+    return (
+        "usage: nodezoo <command> [options]\n"
+        f"commands: {verbs}\n"
+        "  e.g. nodezoo fit --config recipes/fashion_mnist/odenet.yaml --trainer.max_epochs 1\n"
+        "  nodezoo <command> --help lists a command's options."
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if args else 2
+    verb, rest = args[0], args[1:]
+    command = COMMANDS.get(verb)
+    if command is None:
+        print(f"nodezoo: error: unknown command {verb!r}.\n{usage()}", file=sys.stderr)
+        return 2
+    try:
+        return command(rest) or 0
+    except (DatasetNotFoundError, RecipeError) as err:  # user errors: the message is the fix
+        print(f"nodezoo {verb}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
