@@ -169,7 +169,7 @@ def solve(
     problem = FlatProblem(
         field=field,
         times=times,
-        rk=RungeKutta(tab, y_ref.dtype, y_ref.device),
+        rk=RungeKutta.get(tab, y_ref.dtype, y_ref.device),
         rtol=_tolerance(config.rtol, parts, "rtol"),
         atol=_tolerance(config.atol, parts, "atol"),
         norm=norm,
@@ -196,7 +196,7 @@ def solve(
         adjoint_tableau = get_tableau(config.adjoint_method or config.method)
         fixed_opts = {k: v for k, v in solve_opts.items() if k in ("step_size", "max_steps")}
         adjoint = AdjointSettings(
-            rk=RungeKutta(adjoint_tableau, y_ref.dtype, y_ref.device),
+            rk=RungeKutta.get(adjoint_tableau, y_ref.dtype, y_ref.device),
             rtol=config.adjoint_rtol if config.adjoint_rtol is not None else float(config.rtol),
             atol=config.adjoint_atol if config.adjoint_atol is not None else float(config.atol),
             options={**fixed_opts, **adj_opts},

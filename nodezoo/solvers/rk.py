@@ -13,13 +13,14 @@ the version counter because later writes never touch rows already read.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from .errors import MaxStepsExceeded, NonFiniteState, SolverConfigError, StepSizeUnderflow
-from .step_control import StepController, initial_step_size
+from .step_control import StepController, float_norm, initial_step_size
 from .tableaus import ButcherTableau
 
 
@@ -37,18 +38,17 @@ class FlatField:
         time_dtype: torch.dtype,
         device: torch.device,
         is_tuple: bool,
-        sign: float = 1.0,
     ):
         self.func = func
-        self.shapes = list(shapes)
+        self.shapes = [tuple(s) for s in shapes]  # view() parses tuples faster than Size
         self.sizes = [math.prod(s) for s in self.shapes]
         self.time_dtype = time_dtype
         self.device = device
         self.is_tuple = is_tuple
-        self.sign = sign
         self.nfe = 0
         self._checked = False
         self._shape0 = self.shapes[0]
+        self._already_flat = not is_tuple and len(self._shape0) == 1
 
     def time(self, t: float, toward: float | None = None) -> torch.Tensor:
         tt = torch.full((), t, dtype=self.time_dtype, device=self.device)
@@ -57,6 +57,8 @@ class FlatField:
         return tt
 
     def unflatten(self, y: torch.Tensor):
+        if self._already_flat:
+            return y
         if not self.is_tuple:
             return y.view(self._shape0)
         return tuple(p.view(s) for p, s in zip(y.split(self.sizes), self.shapes, strict=True))
@@ -67,11 +69,11 @@ class FlatField:
         out = self.func(self.time(t, toward), self.unflatten(y))
         if not self._checked:
             self._check(out, y)
+        if self._already_flat:
+            return out
         if not self.is_tuple:
-            out = out.reshape(-1)
-        else:
-            out = torch.cat([o.reshape(-1) for o in out])
-        return out if self.sign == 1.0 else -out
+            return out.reshape(-1)
+        return torch.cat([o.reshape(-1) for o in out])
 
     def _check(self, out, y: torch.Tensor) -> None:
         outs = tuple(out) if self.is_tuple else (out,)
@@ -88,7 +90,7 @@ class FlatField:
             where = f"func's output {i}" if self.is_tuple else "func's output"
             if not isinstance(o, torch.Tensor):
                 raise SolverConfigError(f"{where} is a {type(o).__name__}, expected a tensor.")
-            if o.shape != shape:
+            if tuple(o.shape) != shape:
                 raise SolverConfigError(
                     f"{where} has shape {tuple(o.shape)} but the state has shape {tuple(shape)}; "
                     "dy/dt must have the same shape as y."
@@ -137,7 +139,14 @@ class StepRecord:
 
 
 class RungeKutta:
-    """Tableau coefficients as tensors on one device/dtype, and the step they define."""
+    """Tableau coefficients as tensors on one device/dtype, and the step they define.
+
+    ``RungeKutta.get`` caches one per (method, dtype, device) and thread, so repeated solves
+    (a training loop) build no coefficient tensors and reuse the no-grad stage buffer. A solve
+    nested inside another's vector field finds the cached one busy and gets its own buffer.
+    """
+
+    _cache = threading.local()
 
     def __init__(self, tableau: ButcherTableau, dtype: torch.dtype, device: torch.device):
         self.tableau = tableau
@@ -151,6 +160,27 @@ class RungeKutta:
         self._buffer: torch.Tensor | None = None
         self._buffer_views: list[torch.Tensor] = []
         self._first_row: torch.Tensor | None = None
+        self.busy = False
+
+    @classmethod
+    def get(cls, tableau: ButcherTableau, dtype: torch.dtype, device: torch.device) -> RungeKutta:
+        cache = cls._cache.__dict__.setdefault("instances", {})
+        key = (tableau.name, dtype, device)
+        rk = cache.get(key)
+        if rk is None:
+            rk = cache[key] = cls(tableau, dtype, device)
+        return rk
+
+    def claim(self) -> RungeKutta:
+        """This instance marked busy, or a fresh copy sharing its coefficients if it is."""
+        if not self.busy:
+            self.busy = True
+            return self
+        other = object.__new__(RungeKutta)
+        other.__dict__.update(self.__dict__)
+        other._buffer, other._buffer_views, other._first_row = None, [], None
+        other.busy = True
+        return other
 
     def new_stages(self, n: int, grad: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """K (stages x n) and the transposed views ``K[:i].T`` the stages read."""
@@ -272,18 +302,22 @@ def integrate(
         return outputs
     t0, t_end = float(times[0]), float(times[-1])
     direction = 1.0 if t_end > t0 else -1.0
-    if rk.tableau.adaptive and step_size is None:
-        _integrate_adaptive(
-            f, y0, times, rk, outputs, grad, direction,
-            rtol=rtol, atol=atol, norm=norm, first_step=first_step, max_steps=max_steps,
-            step_t=step_t, jump_t=jump_t, controller=controller or StepController(),
-            record=record, counts=counts,
-        )  # fmt: skip
-    else:
-        _integrate_fixed(
-            f, y0, times, rk, outputs, grad, direction, step_size, max_steps, step_t, jump_t,
-            record, counts,
-        )  # fmt: skip
+    rk = rk.claim()
+    try:
+        if rk.tableau.adaptive and step_size is None:
+            _integrate_adaptive(
+                f, y0, times, rk, outputs, grad, direction,
+                rtol=rtol, atol=atol, norm=norm, first_step=first_step, max_steps=max_steps,
+                step_t=step_t, jump_t=jump_t, controller=controller or StepController(),
+                record=record, counts=counts,
+            )  # fmt: skip
+        else:
+            _integrate_fixed(
+                f, y0, times, rk, outputs, grad, direction, step_size, max_steps, step_t,
+                jump_t, record, counts,
+            )  # fmt: skip
+    finally:
+        rk.busy = False
     return outputs
 
 
@@ -338,6 +372,15 @@ def _integrate_fixed(
     return outputs
 
 
+def _error_ratio(KT, b_error, abs_y0, y1, rtol, atol, norm):
+    """norm(err / (atol + rtol max(|y0|, |y1|))) without h (the caller scales by |h|), and |y1|
+    (the next step's |y0|)."""
+    err = torch.mv(KT, b_error)
+    abs_y1 = y1.abs()
+    scale = torch.maximum(abs_y0, abs_y1).mul_(rtol).add_(atol)
+    return norm(err.div_(scale)), abs_y1
+
+
 def _integrate_adaptive(
     f, y0, times, rk, outputs, grad, direction, *, rtol, atol, norm, first_step, max_steps,
     step_t, jump_t, controller, record, counts,
@@ -347,19 +390,19 @@ def _integrate_adaptive(
     n_out = len(times)
     stops = _direction_sorted([*step_t, *jump_t, t_end], t0, t_end, direction)
     jumps = set(float(v) for v in jump_t)
+    norm = float_norm(norm)
     f0 = f(t0, y0)
     if first_step is None:
         # the error estimate is of the embedded (order - 1) solution, hence its exponent
         h = initial_step_size(f, t0, y0, f0, tab.order - 1, rtol, atol, norm, direction)
     else:
         h = direction * abs(float(first_step))
-    atol_t = atol if isinstance(atol, torch.Tensor) else torch.tensor(atol, dtype=y0.dtype)
-    atol_t = atol_t.to(device=y0.device, dtype=y0.dtype)
     b_error = rk.b_error
     t, y = t0, y0
     abs_y = y0.detach().abs()
     stop_i, out_i = 0, 1
     steps = 0
+    s = tab.stages
     last_non_finite = False
     after_jump = False
     ctrl = controller.start(tab.order)
@@ -371,11 +414,12 @@ def _integrate_adaptive(
             h_try = t_stop - t
         on_jump = hits_stop and t_stop in jumps
         y1, K = rk.step(f, t, h_try, y, f0, grad, ends_on_jump=on_jump)
-        with torch.no_grad():
-            err = torch.mv(K.t() if grad else rk._buffer_views[tab.stages], b_error)
-            abs_y1 = y1.detach().abs()
-            scale = torch.maximum(abs_y, abs_y1).mul_(rtol).add_(atol_t)
-            ratio = abs(h_try) * float(norm(err.div_(scale)))
+        if grad:
+            with torch.no_grad():
+                ratio, abs_y1 = _error_ratio(K.t(), b_error, abs_y, y1.detach(), rtol, atol, norm)
+        else:
+            ratio, abs_y1 = _error_ratio(rk._buffer_views[s], b_error, abs_y, y1, rtol, atol, norm)
+        ratio *= abs(h_try)
         steps += 1
         if ratio <= 1.0:  # accept (NaN compares False: rejected below)
             counts["accepted"] += 1
