@@ -1,0 +1,1 @@
+"""Published zoo folders (Hugging Face repo layout), shipped as ``nodezoo.model_cards``."""
