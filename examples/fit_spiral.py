@@ -37,7 +37,8 @@ class Field(nn.Module):
         return self.net(y**3)
 
 
-def main(argv=None) -> float:
+def main(argv=None) -> tuple[float, float]:
+    """Train; returns the trajectory L1 error before and after."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--batch-time", type=int, default=10)
@@ -52,6 +53,9 @@ def main(argv=None) -> float:
     field = Field()
     config = nodezoo.SolverConfig(method="dopri5", rtol=1e-6, atol=1e-7, gradient=args.gradient)
     opt = torch.optim.RMSprop(field.parameters(), lr=1e-3)
+    with torch.no_grad():
+        initial_loss = float((nodezoo.solve(field, y0, t, config) - ys).abs().mean())
+    print(f"untrained trajectory L1 {initial_loss:.4f}")
     start = time.perf_counter()
     for it in range(1, args.iters + 1):
         idx = torch.randint(0, len(t) - args.batch_time, (args.batch_size,))
@@ -86,7 +90,7 @@ def main(argv=None) -> float:
         ax.set_title(f"{args.iters} iterations, {args.gradient} gradients")
         fig.savefig(args.out, dpi=100)
         print(f"wrote {args.out}")
-    return full_loss
+    return initial_loss, full_loss
 
 
 if __name__ == "__main__":
