@@ -4,7 +4,7 @@ The true dynamics are dy/dt = A y**3 with a rotation-like A. A small MLP vector 
 them from 1000 observed points, trained through the adjoint method; the script prints the loss,
 the forward/backward NFE and writes a plot of the fitted trajectory.
 
-    python examples/fit_spiral.py [--iters 300] [--gradient adjoint|backprop|checkpoint] [--out spiral.png]
+    python examples/fit_spiral.py [--iters 300] [--gradient adjoint] [--out spiral.png]
 """
 
 from __future__ import annotations
