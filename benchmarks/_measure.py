@@ -8,15 +8,20 @@ every library (see benchmarks/README.md for why this and not RSS).
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
 CLOCKS: dict[str, Callable[[], float]] = {
     "wall": time.perf_counter,  # what a user waits for
-    "cpu": time.process_time,  # this process's CPU time: robust to other processes' load
+    # This process's CPU time: on a shared machine a long call is always preempted while a
+    # short one often fits in one time slice, which biases wall-time ratios; CPU time is not.
+    "cpu": time.process_time,
 }
 
 
@@ -55,24 +60,24 @@ def time_round_robin(
     *,
     repeats: int,
     warmup: int,
-    clock: Callable[[], float],
     divisors: dict[str, int] | None = None,
-) -> dict[str, list[float]]:
-    """Seconds per call of each runner, ``repeats`` samples each, taken in interleaved rounds
-    after ``warmup`` untimed rounds. ``divisors[name]`` divides that runner's samples (for
-    runners built with ``per_call``)."""
+) -> dict[str, dict[str, list[float]]]:
+    """Seconds per call of each runner on every clock (``{clock: {runner: samples}}``),
+    ``repeats`` samples each, taken in interleaved rounds after ``warmup`` untimed rounds.
+    ``divisors[name]`` divides that runner's samples (for runners built with ``per_call``)."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}.")
     divisors = divisors or {}
     for _ in range(warmup):
         for fn in runners.values():
             fn()
-    samples: dict[str, list[float]] = {name: [] for name in runners}
+    samples: dict[str, dict[str, list[float]]] = {c: {n: [] for n in runners} for c in CLOCKS}
     for _ in range(repeats):
         for name, fn in runners.items():
-            start = clock()
+            start = {c: clock() for c, clock in CLOCKS.items()}
             fn()
-            samples[name].append((clock() - start) / divisors.get(name, 1))
+            for c, clock in CLOCKS.items():
+                samples[c][name].append((clock() - start[c]) / divisors.get(name, 1))
     return samples
 
 
@@ -129,6 +134,19 @@ def _profiled_cpu_peak(fn: Callable[[], object]) -> int:
     _, first_size, first_total = events[0]
     baseline = first_total - first_size
     return max(0, max(total for _, _, total in events) - baseline)
+
+
+def machine_description() -> str:
+    """CPU model and core count, for the header of a results table."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPU(s)"
 
 
 def format_bytes(n: float | None) -> str:

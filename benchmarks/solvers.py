@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from _measure import (
     format_ratio,
     format_seconds,
     get_clock,
+    machine_description,
     markdown_table,
     median,
     peak_memory_growth,
@@ -225,12 +225,14 @@ class Result:
     tol: float
     mode: str
     library: str
-    time_s: float
+    time_s: float  # median on the clock chosen with --clock; drives overhead and ratios
+    wall_s: float
+    cpu_s: float
     nfe_forward: int
     nfe_backward: int
     overhead: float
     peak_bytes: int | None
-    time_samples: list[float] = field(default_factory=list)
+    samples: dict[str, list[float]] = field(default_factory=dict)  # per clock
     vs_nodezoo_time: float | None = None
     vs_nodezoo_equal_nfe: float | None = None
 
@@ -338,7 +340,7 @@ def ideal_seconds(mode: str, nfe_forward: int, nfe_backward: int, t_f: float, t_
 
 
 def measure(problem: Problem, tols, args, device, log) -> list[Result]:
-    clock = get_clock(args.clock)
+    clock = get_clock(args.clock)  # for calibrating the bare-f loops only
     results = []
     for tol in tols:
         cases = [
@@ -350,26 +352,29 @@ def measure(problem: Problem, tols, args, device, log) -> list[Result]:
         runners, divisors = bare_field_runners(problem, clock, args.bare_target_s)
         runners.update({(c.library, c.mode): c.timed for c in cases})
         started = time.perf_counter()
-        samples = time_round_robin(
-            runners, repeats=args.repeats, warmup=args.warmup, clock=clock, divisors=divisors
+        by_clock = time_round_robin(
+            runners, repeats=args.repeats, warmup=args.warmup, divisors=divisors
         )
+        samples = by_clock[args.clock]
         t_f, t_vjp = median(samples["f"]), median(samples["f+vjp"])
         for c in cases:
             nfe_f, nfe_b, peak = count_and_profile(c, args, device)
-            wall = median(samples[(c.library, c.mode)])
-            ideal = ideal_seconds(c.mode, nfe_f, nfe_b, t_f, t_vjp)
+            key = (c.library, c.mode)
+            chosen = median(samples[key])
             results.append(
                 Result(
-                    problem.name,
-                    tol,
-                    c.mode,
-                    c.library,
-                    wall,
-                    nfe_f,
-                    nfe_b,
-                    wall / ideal,
-                    peak,
-                    samples[(c.library, c.mode)],
+                    problem=problem.name,
+                    tol=tol,
+                    mode=c.mode,
+                    library=c.library,
+                    time_s=chosen,
+                    wall_s=median(by_clock["wall"][key]),
+                    cpu_s=median(by_clock["cpu"][key]),
+                    nfe_forward=nfe_f,
+                    nfe_backward=nfe_b,
+                    overhead=chosen / ideal_seconds(c.mode, nfe_f, nfe_b, t_f, t_vjp),
+                    peak_bytes=peak,
+                    samples={clock_name: s[key] for clock_name, s in by_clock.items()},
                 )
             )
         log(
@@ -420,7 +425,8 @@ def results_table(results: list[Result]) -> str:
         "tol",
         "mode",
         "library",
-        "time",
+        "wall",
+        "cpu",
         "NFE f+b",
         "overhead",
         "peak mem",
@@ -433,7 +439,8 @@ def results_table(results: list[Result]) -> str:
             f"{r.tol:g}",
             r.mode,
             r.library,
-            format_seconds(r.time_s),
+            format_seconds(r.wall_s),
+            format_seconds(r.cpu_s),
             f"{r.nfe_forward}+{r.nfe_backward}",
             f"{r.overhead:.2f}x",
             format_bytes(r.peak_bytes),
@@ -667,12 +674,20 @@ def main(argv=None) -> int:
     print("# nodezoo solver benchmark\n")
     print(
         f"torch {torch.__version__}, nodezoo {getattr(nodezoo, '__version__', '?')}, torchdiffeq "
-        f"{torchdiffeq.__version__}, torchode {torchode.__version__}; {platform.processor() or '?'}"
-        f" {device}, {args.threads} thread(s), clock={args.clock}, median of {args.repeats} "
-        f"(warm-up {args.warmup}), batch {batch} (conv {conv_batch}), dopri5, rtol = atol"
-        f"{', torchode per-sample' if args.torchode_per_sample else ', torchode joint'}"
-        f"{', QUICK' if quick else ''}\n"
+        f"{torchdiffeq.__version__}, torchode {torchode.__version__}; {machine_description()}, "
+        f"device {device}, {args.threads} thread(s); median of {args.repeats} round-robin "
+        f"samples after {args.warmup} warm-up round(s); batch {batch} (conv {conv_batch}); "
+        f"dopri5, rtol = atol; torchode {'per-sample' if args.torchode_per_sample else 'joint'}"
+        f"{'; QUICK run' if quick else ''}.\n"
     )
+    print(f"Overhead and ratios use the **{args.clock}** clock.", end=" ")
+    if results:
+        busy = median([r.wall_s / r.cpu_s for r in results if r.cpu_s > 0])
+        print(f"Median wall / cpu time {busy:.2f}", end="")
+        if busy > 1.1 and args.clock == "wall":
+            print(": the machine was busy, wall-time ratios are noisy; try --clock cpu.", end="")
+        print()
+    print()
     sections = {}
     mlp_results = [r for r in results if r.problem in mlp_names]
     conv_results = [r for r in results if r.problem == conv_name]
