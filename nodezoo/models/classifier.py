@@ -31,7 +31,8 @@ class ImageClassifier(pl.LightningModule):
     backbone's default (odenet: dopri5 1e-3 adjoint; rknet: dopri5 1e-3 backprop).
     ``mean``/``std`` normalise inside the model, so checkpoints take raw [0, 1] images.
     ``lr_milestones=None`` with ``multistep`` scales the paper's 60/100/140-of-160 epochs to
-    the trainer's ``max_epochs``. ``pretrained`` is stored for the zoo and not used here.
+    the trainer's ``max_epochs``. ``pretrained`` (a zoo name, folder or Hub repo id) starts
+    from that model's weights (all but the head when ``num_classes`` differs): fine-tuning.
     """
 
     def __init__(
@@ -73,6 +74,15 @@ class ImageClassifier(pl.LightningModule):
         )
         self.head = nn.Linear(self.num_features, num_classes)
         self._make_metrics(num_classes)
+        if pretrained is not None:
+            self._load_pretrained(pretrained)
+
+    def _load_pretrained(self, ref: str) -> None:
+        """Weights from a zoo model (strictly; the head only if its shape fits). Imported here:
+        the zoo layer sits above the models."""
+        from ..zoo.pretrained import load_pretrained_weights
+
+        load_pretrained_weights(self, ref)
 
     # ---- model API (timm-style) ----
     @property

@@ -1,0 +1,222 @@
+"""Model cards: the README.md of a zoo folder / Hub repo, rendered from data only.
+
+Every number in a card comes from metrics.json (measured by the run's callbacks or by
+``nodezoo evaluate``), config.json or the recipe; nothing is typed in by hand, so a card cannot
+drift from its weights. The front matter is Hugging Face's card metadata (``model-index`` carries
+the measured results so the Hub shows them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import yaml
+
+from .registry import get_architecture
+
+__all__ = ["CITATION", "DATASETS", "METRIC_ROWS", "recipe_facts", "render_card"]
+
+CITATION = """@inproceedings{chen2018neural,
+  title     = {Neural Ordinary Differential Equations},
+  author    = {Chen, Ricky T. Q. and Rubanova, Yulia and Bettencourt, Jesse and Duvenaud, David},
+  booktitle = {Advances in Neural Information Processing Systems},
+  volume    = {31},
+  year      = {2018}
+}"""
+
+# Data module class name -> (display name, Hugging Face dataset id).
+DATASETS = {
+    "FashionMNISTDataModule": ("Fashion-MNIST", "zalando-datasets/fashion_mnist"),
+    "MNISTDataModule": ("MNIST", "ylecun/mnist"),
+    "CIFAR10DataModule": ("CIFAR-10", "uoft-cs/cifar10"),
+    "SpiralsDataModule": ("Spirals (synthetic, Chen et al. 2018)", None),
+}
+
+
+def _pct(v) -> str:
+    return f"{100 * v:.2f}%"
+
+
+def _num(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _count(v) -> str:
+    return f"{int(v):,}"
+
+
+def _duration(v) -> str:
+    v = float(v)
+    return f"{v:.1f} s" if v < 120 else f"{v / 60:.1f} min" if v < 7200 else f"{v / 3600:.2f} h"
+
+
+# metrics.json key -> (row label, formatter). Keys mirror the names the callbacks log.
+METRIC_ROWS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "test/acc": ("Test accuracy", _pct),
+    "test/loss": ("Test loss (cross-entropy)", _num),
+    "test/rmse": ("Test RMSE", _num),
+    "model/params": ("Parameters", _count),
+    "test/nfe_forward": ("NFE per forward pass (test set, mean per batch)", _num),
+    "nfe/forward": ("NFE forward (training, last epoch, mean per batch)", _num),
+    "nfe/backward": ("NFE backward (training, last epoch, mean per batch)", _num),
+    "memory/saved_for_backward_mb": ("Activation memory saved for backward (MiB)", _num),
+    "memory/peak_cuda_mb": ("Peak CUDA memory (MiB)", _num),
+    "memory/peak_rss_mb": ("Peak process RSS (MiB, whole process)", _num),
+    "time/epoch_s": ("Training time per epoch", _duration),
+    "time/total_s": ("Training time, total", _duration),
+    "run/hardware": ("Hardware", str),
+    "run/epochs": ("Epochs run", str),
+    "run/global_step": ("Optimiser steps", _count),
+}
+# Which metrics go into model-index, with the Hub's metric type names.
+MODEL_INDEX_METRICS = {"test/acc": "accuracy", "test/loss": "loss", "test/rmse": "rmse"}
+
+
+def recipe_facts(recipe_text: str | None) -> dict[str, Any]:
+    """What the card needs from a recipe: data module, max_epochs, seed."""
+    if not recipe_text:
+        return {}
+    recipe = yaml.safe_load(recipe_text) or {}
+    data = recipe.get("data") or {}
+    class_path = data.get("class_path", "") if isinstance(data, dict) else ""
+    trainer = recipe.get("trainer") or {}
+    return {
+        "data_class": class_path.rsplit(".", 1)[-1] or None,
+        "data_args": (data.get("init_args") or {}) if isinstance(data, dict) else {},
+        "max_epochs": trainer.get("max_epochs"),
+        "seed": recipe.get("seed_everything"),
+    }
+
+
+def _front_matter(name, entry, metrics, dataset, base_model) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "library_name": "nodezoo",
+        "license": "mit",
+        "pipeline_tag": entry.task,
+        "tags": ["nodezoo", "neural-ode", "pytorch", "pytorch-lightning", entry.task],
+    }
+    display, hub_id = dataset
+    if hub_id:
+        meta["datasets"] = [hub_id]
+    if base_model:
+        meta["base_model"] = base_model
+    measured = [(k, t) for k, t in MODEL_INDEX_METRICS.items() if k in metrics]
+    if measured:
+        meta["metrics"] = [t for _, t in measured]
+        meta["model-index"] = [
+            {
+                "name": name,
+                "results": [
+                    {
+                        "task": {"type": entry.task},
+                        "dataset": {"name": display, "type": hub_id or display, "split": "test"},
+                        "metrics": [
+                            {"type": t, "value": metrics[k], "name": f"test {t}"}
+                            for k, t in measured
+                        ],
+                    }
+                ],
+            }
+        ]
+    return meta
+
+
+def _results_table(metrics: Mapping[str, Any], max_epochs) -> list[str]:
+    rows = ["| Quantity | Value |", "| --- | --- |"]
+    for key, (label, fmt) in METRIC_ROWS.items():
+        if key in metrics and metrics[key] is not None:
+            rows.append(f"| {label} | {fmt(metrics[key])} |")
+    if max_epochs is not None:
+        rows.append(f"| Recipe's max_epochs | {max_epochs} |")
+    others = sorted(k for k in metrics if k not in METRIC_ROWS and not k.startswith("run/"))
+    for key in others:
+        rows.append(f"| `{key}` | {_num(metrics[key])} |")
+    return rows
+
+
+def render_card(
+    *,
+    name: str,
+    config: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    recipe_text: str | None = None,
+    base_model: str | None = None,
+) -> str:
+    """The card for a zoo folder, from its config, metrics and recipe."""
+    entry = get_architecture(config["architecture"])
+    facts = recipe_facts(recipe_text)
+    data_class = facts.get("data_class")
+    dataset = DATASETS.get(data_class, (data_class or "unknown data", None))
+    max_epochs = metrics.get("run/max_epochs", facts.get("max_epochs"))
+    front = _front_matter(name, entry, metrics, dataset, base_model)
+    backbone = config.get("backbone")
+    title = f"{entry.name}" + (f" ({backbone})" if backbone else "")
+
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
+    lines += [
+        f"A nodezoo `{title}` model trained on {dataset[0]}.",
+        "Numbers on this card are generated from `metrics.json`, `config.json` and "
+        "`recipe.yaml`; `nodezoo evaluate` recomputes the test metrics from the weights.",
+        "",
+    ]
+    epochs = metrics.get("run/epochs")
+    if epochs is not None and max_epochs is not None and int(epochs) < int(max_epochs):
+        lines += [
+            f"> **Shortened run:** trained for {epochs} of the recipe's {max_epochs} epochs; the "
+            "results below are for this shorter run, not for the full recipe.",
+            "",
+        ]
+    if base_model:
+        lines += [f"Fine-tuned from `{base_model}`.", ""]
+
+    lines += ["## Use", "", "```python", "from nodezoo.zoo import from_pretrained", ""]
+    lines.append(f'model = from_pretrained("{name}")  # a zoo name, a Hub repo id or a folder')
+    if entry.task == "image-classification":
+        shape = f"(B, {config.get('in_channels')}, {config.get('image_size')}, "
+        shape += f"{config.get('image_size')})"
+        lines.append(f"logits = model(images)  # float images in [0, 1], shape {shape}")
+    lines += ["```", "", "## Architecture and solver", "", "| Init arg | Value |", "| --- | --- |"]
+    for key, value in config.items():
+        lines.append(f"| `{key}` | `{json.dumps(value)}` |")
+
+    lines += ["", "## Results", ""]
+    lines += _results_table(metrics, max_epochs)
+    lines.append("")
+
+    lines += ["## Training recipe", ""]
+    command = metrics.get("run/command") or (
+        "nodezoo fit --config recipe.yaml" if recipe_text else None
+    )
+    if command:
+        lines += ["Reproduce with:", "", "```bash", command, "```", ""]
+    if recipe_text:
+        lines += ["`recipe.yaml`:", "", "```yaml", recipe_text.rstrip(), "```", ""]
+    else:
+        lines += ["No recipe was recorded with these weights.", ""]
+
+    lines += [
+        "## Intended use",
+        "",
+        f"Research and teaching: comparing neural-ODE models with their discrete peers on "
+        f"{dataset[0]} (accuracy or error against solver cost, memory and time), and as a "
+        "starting point for fine-tuning with `pretrained:` in a nodezoo recipe.",
+        "",
+        "## Limitations",
+        "",
+        f"- Trained and evaluated on {dataset[0]} only; inputs must be prepared the same way "
+        "(see Use). Other domains are out of scope.",
+        "- ODE blocks use an adaptive solver: the cost per input (NFE) varies with the input, "
+        "and changing the solver tolerances at inference changes the outputs slightly.",
+        "- Memory figures on CPU are whole-process high-water marks; the saved-for-backward "
+        "figure is the one to compare between models.",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""The zoo verbs of the ``nodezoo`` command: ``list``, ``evaluate``, ``publish``.
+
+Each ``main_<verb>(argv) -> exit code`` parses its own options, so ``nodezoo.cli`` only maps the
+verb to the function. User errors (a bad reference, no token, the Hub unreachable, missing data)
+print one ``nodezoo <verb>: error: ...`` line and exit 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+
+from .errors import ZooError
+
+__all__ = ["main_evaluate", "main_list", "main_publish"]
+
+USER_ERROR_EXIT = 2
+
+
+def _user_errors(verb: str) -> Callable:
+    """Turn the errors a user can fix into one message and a non-zero exit."""
+
+    def decorate(fn: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str]], int]:
+        @wraps(fn)
+        def run(argv: Sequence[str]) -> int:
+            from ..data.images import DatasetNotFoundError
+
+            try:
+                return fn(argv)
+            except (ZooError, DatasetNotFoundError) as err:
+                print(f"nodezoo {verb}: error: {err}", file=sys.stderr)
+                return USER_ERROR_EXIT
+
+        return run
+
+    return decorate
+
+
+def _format_value(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key.endswith("/acc"):
+        return f"{100 * value:.2f}%"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@_user_errors("list")
+def main_list(argv: Sequence[str]) -> int:
+    """``nodezoo list [--json]``: the shipped zoo with headline metrics."""
+    parser = argparse.ArgumentParser(
+        prog="nodezoo list", description="List the zoo's pretrained models and their metrics."
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(list(argv))
+    from . import list_models
+
+    rows = list_models()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("The zoo is empty (no folders in nodezoo.model_cards).")
+        return 0
+    header = ("name", "architecture", "metric", "value", "params", "epochs")
+    table = [header] + [
+        (
+            r["name"],
+            r["architecture"],
+            r["metric"],
+            _format_value(r["metric"], r["value"]),
+            _format_value("params", r["params"]),
+            _format_value("epochs", r["epochs"]),
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+@_user_errors("evaluate")
+def main_evaluate(argv: Sequence[str]) -> int:
+    """``nodezoo evaluate REF``: recompute a model's test metrics from its weights."""
+    parser = argparse.ArgumentParser(
+        prog="nodezoo evaluate",
+        description="Recompute a zoo model's published test metrics from its weights.",
+    )
+    parser.add_argument("ref", help="zoo name, local folder, or Hub repo id (org/name)")
+    parser.add_argument("--revision", help="Hub branch, tag or commit")
+    parser.add_argument("--seed", type=int, help="seed for generated test data")
+    parser.add_argument("--data-dir", help="override the recipe's data_dir")
+    parser.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    parser.add_argument("--limit-batches", type=int, help="evaluate only this many batches")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(list(argv))
+    from .evaluate import evaluate
+
+    metrics = evaluate(
+        args.ref,
+        revision=args.revision,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        batch_size=args.batch_size,
+        limit_batches=args.limit_batches,
+    )
+    if args.json:
+        print(json.dumps(metrics, indent=2, sort_keys=True))
+    else:
+        for key, value in sorted(metrics.items()):
+            print(f"{key:20s} {_format_value(key, value)}")
+    return 0
+
+
+@_user_errors("publish")
+def main_publish(argv: Sequence[str]) -> int:
+    """``nodezoo publish SOURCE (--repo-id ORG/NAME | --out DIR)``."""
+    parser = argparse.ArgumentParser(
+        prog="nodezoo publish",
+        description="Turn a Lightning checkpoint (or a zoo folder) into a zoo folder with its "
+        "model card, and upload it to the Hugging Face Hub (or only write it with --out).",
+    )
+    parser.add_argument("source", help="a Lightning .ckpt, or a zoo folder / name / repo id")
+    parser.add_argument("--repo-id", help="Hub repo to upload to (org/name)")
+    parser.add_argument("--out", help="only write the folder here; no upload")
+    parser.add_argument("--name", help="model name on the card (default: the folder/repo name)")
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    parser.add_argument("--revision", help="branch to upload to (created if missing)")
+    parser.add_argument("--recipe", help="recipe YAML (default: the run dir's config.yaml)")
+    parser.add_argument("--metrics", help="metrics JSON (default: the run dir's summary.json)")
+    parser.add_argument("--data-dir", help="data_dir for measuring missing test metrics")
+    parser.add_argument("--limit-batches", type=int, help="limit that measurement's batches")
+    args = parser.parse_args(list(argv))
+    if not args.repo_id and not args.out:
+        parser.error("give --repo-id ORG/NAME to upload, or --out DIR to only build the folder")
+    from .publish import build_folder, upload_folder, upload_token
+
+    if args.repo_id:
+        upload_token()  # fail on a missing token or offline mode before any work
+
+    def build(out: Path) -> Path:
+        name = args.name or (args.repo_id.split("/")[-1] if args.repo_id else out.name)
+        return build_folder(
+            args.source,
+            out,
+            recipe=args.recipe,
+            metrics=args.metrics,
+            name=name,
+            data_dir=args.data_dir,
+            limit_batches=args.limit_batches,
+        )
+
+    if args.out:
+        folder = build(Path(args.out))
+        print(f"wrote {folder}")
+        if not args.repo_id:
+            return 0
+        url = upload_folder(folder, args.repo_id, private=args.private, revision=args.revision)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = build(Path(tmp) / args.repo_id.split("/")[-1])
+            url = upload_folder(folder, args.repo_id, private=args.private, revision=args.revision)
+    print(f"published {args.repo_id}: {url}")
+    return 0

@@ -1,0 +1,129 @@
+"""The zoo's registry: architecture name -> model class, evaluation, headline metric.
+
+config.json stores an ``architecture`` key; one loader reads it and asks the registry for the
+class. Entries name their class and evaluation function by import path and are resolved on first
+use, so registering a model costs nothing at import time and a model family that is still being
+written can be registered before its module exists. Supporting a new model family in the zoo is
+one ``register`` call plus one evaluation function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ZooError
+
+__all__ = [
+    "ZooArchitecture",
+    "architecture_for_class",
+    "get_architecture",
+    "register",
+    "registered",
+    "zoo_names",
+    "zoo_root",
+]
+
+ZOO_PACKAGE = "nodezoo.model_cards"
+
+
+def _import(path: str) -> Any:
+    """``"package.module:attr"`` -> the attribute."""
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class ZooArchitecture:
+    """How the zoo builds, evaluates and summarises one model family.
+
+    ``model_class`` and ``evaluate`` are ``"module:attribute"`` import paths. ``headline_metric``
+    is the metrics.json key that ``list_models`` and the card lead with; ``higher_is_better``
+    says which way it points. ``task`` is the Hugging Face pipeline tag. ``head`` is the
+    attribute holding the classifier head (left out when fine-tuning to new classes).
+    """
+
+    name: str
+    model_class: str
+    evaluate: str
+    task: str
+    headline_metric: str
+    metric_name: str
+    higher_is_better: bool = True
+    head: str = "head"
+
+    def load_class(self) -> type:
+        from .pretrained import install_pretrained_api
+
+        cls = _import(self.model_class)
+        install_pretrained_api(cls, self.name)
+        return cls
+
+    def load_evaluate(self):
+        return _import(self.evaluate)
+
+
+_REGISTRY: dict[str, ZooArchitecture] = {}
+
+
+def register(entry: ZooArchitecture) -> ZooArchitecture:
+    """Add (or replace) an architecture; returns it."""
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def registered() -> dict[str, ZooArchitecture]:
+    return dict(_REGISTRY)
+
+
+def get_architecture(name: str) -> ZooArchitecture:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ZooError(
+            f"unknown architecture {name!r} in config.json; this nodezoo knows "
+            f"{', '.join(sorted(_REGISTRY))}. Upgrade nodezoo, or check the folder's config.json."
+        ) from None
+
+
+def architecture_for_class(cls: type) -> ZooArchitecture:
+    """The entry whose class is ``cls`` (or a base of it)."""
+    for entry in _REGISTRY.values():
+        module, _, attr = entry.model_class.partition(":")
+        for klass in cls.__mro__:
+            if klass.__module__ == module and klass.__qualname__ == attr:
+                return entry
+    raise ZooError(
+        f"{cls.__name__} is not a zoo architecture; register it with nodezoo.zoo.register(...)."
+    )
+
+
+def zoo_root() -> Path:
+    """The folder holding the shipped zoo folders (``model_cards/`` in the repository)."""
+    return Path(str(importlib.resources.files(ZOO_PACKAGE)))
+
+
+def zoo_names() -> list[str]:
+    """Names of the shipped zoo folders (those with a config.json)."""
+    root = zoo_root()
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file())
+
+
+register(
+    ZooArchitecture(
+        name="image-classifier",
+        model_class="nodezoo.models.classifier:ImageClassifier",
+        evaluate="nodezoo.zoo.evaluate:evaluate_image_classifier",
+        task="image-classification",
+        headline_metric="test/acc",
+        metric_name="accuracy",
+    )
+)
+# Hook for the latent-ODE family (nodezoo.models.latent_ode, nodezoo.data.spirals): once that code
+# exists, add its entry here, e.g.
+#   register(ZooArchitecture(name="latent-ode", model_class="nodezoo.models.latent_ode:LatentODE",
+#            evaluate="nodezoo.zoo.evaluate:evaluate_spirals", task="time-series-forecasting",
+#            headline_metric="test/rmse", metric_name="rmse", higher_is_better=False))
