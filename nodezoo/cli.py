@@ -14,6 +14,7 @@ merged ``config.yaml`` in ``<run dir>``, so one override moves a whole run.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -68,7 +69,10 @@ class NodezooCLI(LightningCLI):
                 init_args.save_dir = str(run_dir)
 
     def instantiate_classes(self) -> None:
-        super().instantiate_classes()
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as err:  # a class rejected its init args: say which
+            raise RecipeError(f"the recipe's classes could not be built:\n{err}") from err
         check_model_matches_data(self.model, self.datamodule)
 
 
@@ -91,15 +95,17 @@ def check_model_matches_data(model, datamodule) -> None:
 
 def run_lightning(subcommand: str, args: Sequence[str]) -> int:
     """Run one LightningCLI subcommand; ``args`` are the words after it."""
+    # ``args`` is sys.argv[1:] when run from the shell; Lightning warns about passing both.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     NodezooCLI(
         model_class=None,  # any LightningModule, chosen by class_path in the recipe
         datamodule_class=None,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},  # a rerun in the same run dir must not fail
-        parser_kwargs={
-            "description": f"nodezoo {subcommand}: Lightning's {subcommand} on a recipe"
-        },
+        auto_configure_optimizers=False,  # models own their optimiser (it is in their hparams)
+        # without allow_abbrev=False, argparse takes --trainer.max_epoch for --trainer.max_epochs
+        parser_kwargs={"allow_abbrev": False},
         args=[subcommand, *args],
     )
     return 0

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+torch.set_num_threads(1)  # the test machines are small and shared; threads only contend
 
 IDX_FILES = {  # torchvision's names: (train?, images?)
     "train-images-idx3-ubyte.gz": (True, True),
