@@ -258,4 +258,6 @@ def upload_folder(
             f"{str(err).splitlines()[0] if str(err) else what}. Check the network, the token's "
             "write access and the repo id."
         ) from None
+    except ValueError as err:  # huggingface_hub: the Hub rejected the card's metadata
+        raise HubAccessError(f"the Hub refused {repo_id!r}: {err}") from None
     return str(getattr(info, "commit_url", info))

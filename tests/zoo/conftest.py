@@ -116,10 +116,16 @@ def zoo_folder(trained_run, tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------------------ local Hub (olah)
-def free_port() -> int:
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """A function returning a TCP port on 127.0.0.1 that nothing listens on (just now)."""
+    return _free_port
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -161,7 +167,7 @@ def local_hub(tmp_path_factory):
     if shutil.which("olah-cli") is None or shutil.which("git") is None:
         pytest.skip("olah-cli or git is not installed (pip install olah)")
     root = tmp_path_factory.mktemp("olah")
-    port = free_port()
+    port = _free_port()
     (root / "mirrors" / "models").mkdir(parents=True)
     config = root / "olah.toml"
     config.write_text(
@@ -220,7 +226,8 @@ def hub_env(tmp_path) -> dict[str, str]:
 # ------------------------------------------------------------------------------ upload stub
 class StubHubHandler(BaseHTTPRequestHandler):
     """A STUB of the Hub's write API, only what ``create_repo`` + ``upload_folder`` call:
-    POST /api/repos/create, POST /api/models/<repo>/preupload/<rev> (everything "regular"),
+    POST /api/repos/create, POST /api/validate-yaml (README metadata, always valid),
+    POST /api/models/<repo>/preupload/<rev> (everything "regular"),
     POST /api/models/<repo>/commit/<rev> (NDJSON with base64 files). ``fail_with`` makes every
     request answer that status instead."""
 
@@ -248,6 +255,9 @@ class StubHubHandler(BaseHTTPRequestHandler):
             stub.created.append(request)
             name = f"{request.get('organization')}/{request['name']}"
             return self._reply(200, {"url": f"{stub.endpoint}/{name}", "name": name})
+        if self.path == "/api/validate-yaml":  # the card's metadata, checked before commit
+            stub.validated.append(json.loads(body)["content"])
+            return self._reply(200, {"errors": [], "warnings": []})
         if "/preupload/" in self.path:
             files = json.loads(body)["files"]
             return self._reply(
@@ -278,6 +288,7 @@ class StubHub(ThreadingHTTPServer):
         self.endpoint = f"http://127.0.0.1:{self.server_address[1]}"
         self.requests: list = []
         self.created: list = []
+        self.validated: list = []
         self.files: dict[str, bytes] = {}
         self.fail_with: int | None = None
 
@@ -285,7 +296,7 @@ class StubHub(ThreadingHTTPServer):
 @pytest.fixture
 def stub_hub():
     server = StubHub()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
     server.shutdown()
