@@ -90,9 +90,9 @@ def peak_memory_growth(fn: Callable[[], object], device: torch.device) -> int:
 
     CUDA: the caching allocator's own counters. CPU: PyTorch has no CPU allocator counters, so
     run ``fn`` under ``torch.profiler`` with ``profile_memory=True``; every allocation and free
-    through PyTorch's CPU allocator is recorded with the running total of bytes allocated since
-    profiling began, and the peak of that total is the answer. Exact and deterministic (same
-    bytes every run), unlike RSS, which glibc's arenas and lazily touched pages blur.
+    through PyTorch's CPU allocator is recorded with the running total of bytes, and the answer
+    is the peak of that total during the call. Exact and deterministic (same bytes every run),
+    unlike RSS, which glibc's arenas and lazily touched pages blur.
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -106,11 +106,17 @@ def peak_memory_growth(fn: Callable[[], object], device: torch.device) -> int:
     return _profiled_cpu_peak(fn)
 
 
+_MARK = "_measure.measured_call"
+
+
 def _profiled_cpu_peak(fn: Callable[[], object]) -> int:
+    """The profiler cannot see frees of blocks allocated before it started, so ``fn`` runs
+    twice in one session and only the second call counts: what it frees of the first call's
+    leftovers (a reused buffer swapped for a new one, say) is then subtracted as it should be."""
     # The event tree is torch's own (private) memory-profiler input; fail loudly if it moves.
     try:
         from torch._C._profiler import _EventType
-        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler import ProfilerActivity, profile, record_function
     except ImportError as exc:  # pragma: no cover - depends on the torch version
         raise RuntimeError(
             f"torch {torch.__version__} lacks the profiler internals used to measure CPU "
@@ -118,21 +124,25 @@ def _profiled_cpu_peak(fn: Callable[[], object]) -> int:
         ) from exc
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    events = []  # (time, bytes allocated (+) or freed (-), running total after it)
+        with record_function(_MARK):
+            fn()
+    allocations, window = [], None
     stack = list(prof.profiler.kineto_results.experimental_event_tree())
     while stack:
         node = stack.pop()
         if node.tag == _EventType.Allocation:
             extra = node.extra_fields
-            events.append((node.start_time_ns, extra.alloc_size, extra.total_allocated))
+            allocations.append((node.start_time_ns, extra.alloc_size, extra.total_allocated))
+        elif node.name == _MARK:
+            window = (node.start_time_ns, node.end_time_ns)
         stack.extend(node.children)
+    if window is None:
+        raise RuntimeError("the profiler lost the measured call's marker; use --no-memory.")
+    events = sorted(e for e in allocations if window[0] <= e[0] <= window[1])
     if not events:
         return 0
-    events.sort()
-    # The running total also counts live tensors allocated under earlier profiling sessions;
-    # measure from the total just before this call's first event.
     _, first_size, first_total = events[0]
-    baseline = first_total - first_size
+    baseline = first_total - first_size  # the running total just before the call
     return max(0, max(total for _, _, total in events) - baseline)
 
 

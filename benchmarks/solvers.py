@@ -314,11 +314,16 @@ def bare_field_runners(problem: Problem, clock, target_s: float):
         y = y0.detach().requires_grad_(True)
         torch.autograd.grad(f(t0, y), (y, *params), cotangent)
 
+    def synced(fn):  # CUDA launches are asynchronous: time until the work is done
+        if y0.device.type != "cuda":
+            return fn
+        return lambda: (fn(), torch.cuda.synchronize(y0.device))
+
     runners, divisors = {}, {}
     for name, fn in (("f", bare_f), ("f+vjp", bare_vjp)):
         fn()
-        n = calls_per_sample(fn, clock, target_s)
-        runners[name], divisors[name] = per_call(fn, n), n
+        n = calls_per_sample(synced(per_call(fn, 1)), clock, target_s)
+        runners[name], divisors[name] = synced(per_call(fn, n)), n
     return runners, divisors
 
 
