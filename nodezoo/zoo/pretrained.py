@@ -117,7 +117,7 @@ def download_from_hub(repo_id: str, revision: str | None = None) -> Path:
         ) from None
     except RepositoryNotFoundError:
         raise HubAccessError(
-            f"no model repo {repo_id!r} on {constants.ENDPOINT} (or it is private: log in with "
+            f"no model repo {where} on {constants.ENDPOINT} (or it is private: log in with "
             "`hf auth login` or set HF_TOKEN)."
         ) from None
     except RevisionNotFoundError:

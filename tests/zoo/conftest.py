@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -201,13 +200,6 @@ def local_hub(tmp_path_factory):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
-
-
-def run_client(code: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run Python ``code`` in a fresh interpreter (huggingface_hub reads HF_* at import)."""
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture

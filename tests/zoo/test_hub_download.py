@@ -1,0 +1,120 @@
+"""Downloads by repo id over real HTTP from a local Hub (olah serving a git repo): latest and
+pinned revisions, offline reloads from the cache, and clear errors when nothing can be had.
+
+huggingface_hub reads HF_ENDPOINT/HF_HUB_OFFLINE/HF_HOME when it is imported. One test runs a
+fresh interpreter with those variables (the user's path); the others point the already imported
+library at the local Hub by patching the constants it derived from them (saves ~10 s of imports
+per case)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from huggingface_hub import constants
+from safetensors.torch import load_file, save_file
+
+from nodezoo.zoo import HubAccessError, from_pretrained
+
+
+def head_bias_sum(model) -> float:
+    return model.head.bias.sum().item()
+
+
+@pytest.fixture(scope="module")
+def published_repo(local_hub, zoo_folder, tmp_path_factory):
+    """'acme/tiny' with two commits: the original weights, then a head bias shifted by +1."""
+    first = local_hub.commit_folder("acme/tiny", zoo_folder, "first weights")
+    second_folder = tmp_path_factory.mktemp("v2") / "tiny"
+    shutil.copytree(zoo_folder, second_folder)
+    state = load_file(str(second_folder / "model.safetensors"))
+    state["head.bias"] = state["head.bias"] + 1
+    save_file(state, str(second_folder / "model.safetensors"))
+    local_hub.commit_folder("acme/tiny", second_folder, "second weights")
+    bias = load_file(str(zoo_folder / "model.safetensors"))["head.bias"]
+    return {"first": first, "v1": bias.sum().item(), "v2": bias.sum().item() + bias.numel()}
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """Point the imported huggingface_hub at ``endpoint`` with an empty cache in tmp_path."""
+
+    def point(endpoint: str, *, offline: bool = False, cache: str = "cache"):
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+        template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / cache))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+
+    return point
+
+
+def test_latest_and_pinned_revision(local_hub, published_repo, hub):
+    hub(local_hub.endpoint)
+    assert head_bias_sum(from_pretrained("acme/tiny")) == pytest.approx(published_repo["v2"])
+    pinned = from_pretrained("acme/tiny", revision=published_repo["first"])
+    assert head_bias_sum(pinned) == pytest.approx(published_repo["v1"], abs=1e-6)
+
+
+def test_offline_reload_from_cache(local_hub, published_repo, hub):
+    hub(local_hub.endpoint)
+    from_pretrained("acme/tiny")
+    from_pretrained("acme/tiny", revision=published_repo["first"])
+    hub(local_hub.endpoint, offline=True)
+    assert head_bias_sum(from_pretrained("acme/tiny")) == pytest.approx(published_repo["v2"])
+    pinned = from_pretrained("acme/tiny", revision=published_repo["first"])
+    assert head_bias_sum(pinned) == pytest.approx(published_repo["v1"], abs=1e-6)
+    with pytest.raises(HubAccessError, match=r"HF_HUB_OFFLINE is set.*download it once"):
+        from_pretrained("acme/never-downloaded")
+
+
+def test_unreachable_hub_uses_the_cache_or_says_what_to_do(
+    local_hub, published_repo, hub, free_port
+):
+    hub(local_hub.endpoint)
+    from_pretrained("acme/tiny")
+    hub(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    assert head_bias_sum(from_pretrained("acme/tiny")) == pytest.approx(published_repo["v2"])
+    hub(f"http://127.0.0.1:{free_port()}", cache="empty")
+    with pytest.raises(HubAccessError, match=r"could not be reached.*pass a local folder"):
+        from_pretrained("acme/tiny")
+
+
+def test_unknown_repo_and_revision_are_clear_errors(local_hub, published_repo, hub):
+    hub(local_hub.endpoint)
+    with pytest.raises(HubAccessError, match="acme/missing"):
+        from_pretrained("acme/missing")
+    with pytest.raises(HubAccessError, match="no-such-branch"):
+        from_pretrained("acme/tiny", revision="no-such-branch")
+
+
+CLIENT = """
+import json, sys
+from nodezoo.zoo import from_pretrained
+print(json.dumps([from_pretrained("acme/tiny", revision=r).head.bias.sum().item()
+                  for r in json.loads(sys.argv[1])]))
+"""
+
+
+@pytest.mark.slow
+def test_fresh_process_with_hf_endpoint(local_hub, published_repo, hub_env, hub):
+    """The user's path: HF_ENDPOINT set before import, HF_HOME's cache filled; that cache then
+    serves an offline reload."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CLIENT, json.dumps([published_repo["first"]])],
+        env={**hub_env, "HF_ENDPOINT": local_hub.endpoint},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (downloaded,) = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert downloaded == pytest.approx(published_repo["v1"], abs=1e-6)
+    hub(local_hub.endpoint, offline=True, cache=f"{hub_env['HF_HOME']}/hub")
+    cached = from_pretrained("acme/tiny", revision=published_repo["first"])
+    assert head_bias_sum(cached) == pytest.approx(published_repo["v1"], abs=1e-6)
