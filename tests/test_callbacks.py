@@ -16,15 +16,15 @@ NFE_KEYS = {"nfe/forward", "nfe/backward", "nfe/forward_eval"}
 RESOURCE_KEYS = {"time/epoch_s", "memory/saved_for_backward_mb", "memory/peak_rss_mb"}
 
 
-def fit_tiny(tmp_path, data_dir, **model_args):
+def fit_tiny(tmp_path, data_dir, epochs=2, val_batches=1, **model_args):
     torch.manual_seed(0)
     model = ImageClassifier(width=8, depth=2, **model_args)
     data = FashionMNISTDataModule(data_dir=str(data_dir), batch_size=8, val_size=16)
     logger = CSVLogger(tmp_path)
     trainer = pl.Trainer(
-        max_epochs=2,
+        max_epochs=epochs,
         limit_train_batches=2,
-        limit_val_batches=1,
+        limit_val_batches=val_batches,
         accelerator="cpu",
         logger=logger,
         callbacks=[SolverStatsMonitor(), ResourceMonitor()],
@@ -54,7 +54,7 @@ def test_odenet_logs_nfe_and_resources(tmp_path, tiny_fashion_dir):
 
 
 def test_models_without_ode_blocks_log_no_nfe(tmp_path, tiny_fashion_dir):
-    trainer, _, _ = fit_tiny(tmp_path, tiny_fashion_dir, backbone="resnet")
+    trainer, _, _ = fit_tiny(tmp_path, tiny_fashion_dir, epochs=1, backbone="resnet")
     assert not NFE_KEYS & set(trainer.logged_metrics)
     assert RESOURCE_KEYS <= set(trainer.logged_metrics)
 
@@ -68,6 +68,8 @@ def test_saved_for_backward_separates_adjoint_from_backprop(tmp_path, tiny_fashi
         trainer, _, _ = fit_tiny(
             tmp_path / backbone,
             tiny_fashion_dir,
+            epochs=1,
+            val_batches=0,
             backbone=backbone,
             solver={**solver, "gradient": gradient},
         )

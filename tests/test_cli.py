@@ -135,27 +135,16 @@ def assert_ok(result: subprocess.CompletedProcess) -> None:
 
 
 # ------------------------------------------------------------------ real runs
-def test_fit_recipe_writes_checkpoints_and_offline_wandb_run(tmp_path, tiny_fashion_dir, clean_env):
-    run_dir = tmp_path / "run"
-    args = ["fit", f"--config={FASHION_ODENET}", *tiny_run_args(tiny_fashion_dir, run_dir)]
-    result = run_nodezoo([*args, "--trainer.limit_train_batches=2"], clean_env)
-    assert_ok(result)
-    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert last["global_step"] == 2
-    assert last["hyper_parameters"]["backbone"] == "odenet"
-    assert list((run_dir / "checkpoints").glob("best-epoch000.ckpt"))  # best by val/acc
-    assert (run_dir / "config.yaml").is_file()  # the merged recipe, for reproduction
-    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
-
-
 @pytest.mark.slow
 def test_ddp_on_two_processes_ends_with_identical_parameters(tmp_path, tiny_fashion_dir, clean_env):
-    """Two gloo ranks see different batches, so dopri5 may take different numbers of steps on
-    each; gradients are all-reduced once per backward, so that must neither hang nor diverge."""
+    """Two gloo ranks see different batches, so dopri5 takes different numbers of steps on each
+    (checked below: otherwise this test would not exercise that case); gradients are
+    all-reduced once per backward, so that must neither hang (subprocess timeout) nor diverge."""
     args = [
         "fit",
         f"--config={FASHION_ODENET}",
         *tiny_run_args(tiny_fashion_dir, tmp_path / "run"),
+        "--trainer.max_epochs=2",
         "--trainer.devices=2",
         "--trainer.strategy=ddp",
         "--trainer.logger=false",
@@ -165,24 +154,32 @@ def test_ddp_on_two_processes_ends_with_identical_parameters(tmp_path, tiny_fash
     assert_ok(run_nodezoo(args, clean_env, timeout=300))
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
-    assert [r["global_step"] for r in ranks] == [3, 3]
+    assert [r["global_step"] for r in ranks] == [6, 6]
     assert ranks[0]["param_sha256"] == ranks[1]["param_sha256"]
-    assert all(n >= 6 for r in ranks for n in r["nfe_forward_per_step"])
+    nfe = [r["nfe_forward_per_step"] for r in ranks]
+    assert all(n >= 6 for steps in nfe for n in steps)
+    assert nfe[0] != nfe[1], f"ranks took the same solver steps {nfe}: pick data where they differ"
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_from_last_checkpoint(tmp_path, tiny_fashion_dir, clean_env):
+def test_fit_killed_mid_epoch_resumes_from_last_ckpt(tmp_path, tiny_fashion_dir, clean_env):
+    """A recipe run killed mid-epoch, then ``--ckpt_path last``: the second run starts at the
+    step and optimizer state of the mid-epoch ``last.ckpt`` and finishes like any fit
+    (exit 0, checkpoints, merged config, offline W&B run in the run directory)."""
     run_dir = tmp_path / "run"
     base = [
         "fit",
         f"--config={FASHION_ODENET}",
         *tiny_run_args(tiny_fashion_dir, run_dir),
-        "--trainer.logger=false",
         "--trainer.limit_train_batches=6",
         "--last_checkpoint.every_n_train_steps=2",
     ]
     killed = run_nodezoo(
-        [*base, callback_arg(KillAtStep, record_step=2, kill_step=3, out_dir=str(tmp_path))],
+        [
+            *base,
+            "--trainer.logger=false",
+            callback_arg(KillAtStep, record_step=2, kill_step=3, out_dir=str(tmp_path)),
+        ],
         clean_env,
     )
     assert killed.returncode == 17, killed.stderr[-4000:]
@@ -202,10 +199,15 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, tiny_fashion_dir, cle
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     for a, b in zip(after["params"], before["params"]):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
     final = torch.load(
         run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
     )
     assert final["global_step"] > 2
+    assert final["hyper_parameters"]["backbone"] == "odenet"
+    assert list((run_dir / "checkpoints").glob("best-epoch000.ckpt"))  # best by val/acc
+    assert (run_dir / "config.yaml").is_file()  # the merged recipe, for reproduction
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
 
 
 # ------------------------------------------------------------ parsing and bad input (in process)
