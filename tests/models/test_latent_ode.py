@@ -144,3 +144,31 @@ def test_plot_spirals_writes_png(tmp_path):
     assert spiral_batch(spirals)["obs_x"].shape == (3, longest, 2)
     path = plot_spirals(tiny(), spirals, tmp_path / "fig8.png", n=2)
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_user_series_with_missing_values_train_and_predict():
+    import numpy as np
+    import pandas as pd
+
+    from nodezoo.data.timeseries import collate_series, series_from_frame
+    from nodezoo.models.rnn_baseline import RNNBaseline
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {"id": s, "t": float(t), "a": rng.normal(), "b": rng.normal() if t % 3 else np.nan}
+        for s in range(4)
+        for t in np.sort(rng.choice(50, size=5 + s, replace=False))
+    ]
+    items, _ = series_from_frame(
+        pd.DataFrame(rows), "id", "t", ["a", "b"], target_fraction=0.3, time_scale=10.0
+    )
+    batch = collate_series(items)
+    assert batch["obs_mask"].shape == batch["obs_x"].shape and not batch["obs_mask"].all()
+    for model in (tiny(), RNNBaseline(obs_dim=2, hidden=4)):
+        loss, _ = model.loss(batch)
+        loss.backward()
+        assert torch.isfinite(loss)
+        mean, _ = model.predict(
+            batch["obs_t"], batch["obs_x"], batch["target_t"], 0, batch["obs_mask"]
+        )
+        assert mean.shape == batch["target_x"].shape and torch.isfinite(mean).all()
