@@ -24,6 +24,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from .data.images import DatasetNotFoundError
+from .zoo.errors import ZooError
 
 __all__ = ["COMMANDS", "LIGHTNING_SUBCOMMANDS", "NodezooCLI", "main"]
 
@@ -117,6 +118,15 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
+def _register_zoo_verbs() -> None:
+    from .zoo.commands import main_evaluate, main_list, main_publish
+
+    COMMANDS.update(list=main_list, evaluate=main_evaluate, publish=main_publish)
+
+
+_register_zoo_verbs()
+
+
 def usage() -> str:
     verbs = ", ".join(COMMANDS)
     return (
@@ -139,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return command(rest) or 0
-    except (DatasetNotFoundError, RecipeError) as err:  # user errors: the message is the fix
+    except (DatasetNotFoundError, RecipeError, ZooError) as err:  # user errors: message = fix
         print(f"nodezoo {verb}: error: {err}", file=sys.stderr)
         return 2
 

@@ -14,6 +14,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..solvers import SolverConfig
+from ..zoo.pretrained import PretrainedMixin
 from .backbones import build_backbone, resolve_solver
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -22,7 +23,7 @@ LR_SCHEDULES = ("multistep", "cosine", "constant")
 DEFAULT_MILESTONE_FRACTIONS = (60 / 160, 100 / 160, 140 / 160)
 
 
-class ImageClassifier(pl.LightningModule):
+class ImageClassifier(PretrainedMixin, pl.LightningModule):
     """Classifies float images in [0, 1] of shape ``(B, in_channels, image_size, image_size)``.
 
     ``backbone``: ``odenet`` | ``rknet`` | ``resnet`` | ``revnet`` | ``mlp``. ``width`` is the
@@ -110,9 +111,9 @@ class ImageClassifier(pl.LightningModule):
 
     def _make_metrics(self, num_classes: int) -> None:
         device = self.mean.device
-        self.train_acc = MulticlassAccuracy(num_classes).to(device)
-        self.val_acc = MulticlassAccuracy(num_classes).to(device)
-        self.test_acc = MulticlassAccuracy(num_classes).to(device)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro").to(device)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro").to(device)
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro").to(device)
 
     def _check_input(self, x: torch.Tensor) -> None:
         hp = self.hparams
