@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from .rk import FlatField, RungeKutta, StepRecord, integrate
+from .rk import FlatField, PlainFlatField, RungeKutta, StepRecord, integrate
 from .stats import SolveStats
-from .step_control import Norm, StepController, rms_norm, seminorm
+from .step_control import Norm, StepController, mixed_norm, seminorm
 
 
 @dataclass
@@ -96,7 +96,12 @@ class AdjointSolve(torch.autograd.Function):
             ]
             return torch.cat(parts)
 
-        norm = seminorm(2 * n) if adj.seminorm else rms_norm
+        # torchdiffeq's choice, so tolerances mean the same: the largest RMS over the parts
+        # [y, a, each parameter's gradient]; the seminorm drops the parameter parts.
+        norm = mixed_norm([n, n] if adj.seminorm else [n, n, *sizes])
+        if adj.seminorm:
+            norm = seminorm(2 * n, norm)
+        field_aug = PlainFlatField(augmented, 2 * n + sum(sizes))
         nfe0 = field.nfe
         counts: dict = {}
         a = grad_ys[-1]
@@ -105,7 +110,7 @@ class AdjointSolve(torch.autograd.Function):
             for i in range(len(problem.times) - 1, 0, -1):
                 z = torch.cat([ys[i], a, a_params])
                 z = integrate(
-                    augmented, z, [problem.times[i], problem.times[i - 1]], adj.rk,
+                    field_aug, z, [problem.times[i], problem.times[i - 1]], adj.rk,
                     rtol=adj.rtol, atol=adj.atol, norm=norm, controller=problem.controller,
                     counts=counts, **adj.options,
                 )[-1]  # fmt: skip

@@ -63,6 +63,19 @@ class FlatField:
             return y.view(self._shape0)
         return tuple(p.view(s) for p, s in zip(y.split(self.sizes), self.shapes, strict=True))
 
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        """Shape of ``raw``'s output."""
+        return (sum(self.sizes),) if self.is_tuple else self._shape0
+
+    def raw(self, t: float, y: torch.Tensor, toward: float | None = None) -> torch.Tensor:
+        """Like calling, but a single-tensor field's output keeps its own shape (the caller
+        copies it into a matching view, saving a reshape)."""
+        if self.is_tuple or not self._checked:
+            return self(t, y, toward).view(self.row_shape)
+        self.nfe += 1
+        return self.func(self.time(t, toward), self.unflatten(y))
+
     def __call__(self, t: float, y: torch.Tensor, toward: float | None = None) -> torch.Tensor:
         """``toward`` nudges t by one ulp toward that time (evaluating beside a jump in f)."""
         self.nfe += 1
@@ -108,6 +121,20 @@ class FlatField:
         self._checked = True
 
 
+class PlainFlatField:
+    """A function ``f(t: float, y_flat) -> flat`` with FlatField's interface (used for the
+    adjoint's augmented system, which already works on flat tensors)."""
+
+    def __init__(self, func: Callable[[float, torch.Tensor], torch.Tensor], size: int):
+        self.func = func
+        self.row_shape = (size,)
+
+    def __call__(self, t: float, y: torch.Tensor, toward: float | None = None) -> torch.Tensor:
+        return self.func(t, y)
+
+    raw = __call__
+
+
 class _WriteStage(torch.autograd.Function):
     """``K[i] = k`` inside autograd without bumping K's version counter.
 
@@ -138,6 +165,18 @@ class StepRecord:
     ends_on_jump: bool = False
 
 
+class _StageBuffer:
+    """K (stages x n) with its precomputed views: ``prefixes[i] = K[:i].T`` (what stage i
+    reads), ``rows[i] = K[i]`` and ``shaped_rows[i]``: row i in the field's output shape."""
+
+    def __init__(self, rk: RungeKutta, n: int, row_shape: tuple[int, ...]):
+        s = rk.tableau.stages
+        self.K = torch.empty(s, n, dtype=rk.dtype, device=rk.device)
+        self.prefixes = [self.K[:i].t() for i in range(s + 1)]
+        self.rows = list(self.K.unbind(0))
+        self.shaped_rows = [r.view(row_shape) for r in self.rows]
+
+
 class RungeKutta:
     """Tableau coefficients as tensors on one device/dtype, and the step they define.
 
@@ -157,9 +196,8 @@ class RungeKutta:
         self.a = [as_t(row) for row in tableau.a]
         self.b = as_t(tableau.b)
         self.b_error = None if tableau.b_error is None else as_t(tableau.b_error)
-        self._buffer: torch.Tensor | None = None
-        self._buffer_views: list[torch.Tensor] = []
-        self._first_row: torch.Tensor | None = None
+        self._buffers: dict[tuple, _StageBuffer] = {}
+        self._current: _StageBuffer | None = None
         self.busy = False
 
     @classmethod
@@ -178,20 +216,21 @@ class RungeKutta:
             return self
         other = object.__new__(RungeKutta)
         other.__dict__.update(self.__dict__)
-        other._buffer, other._buffer_views, other._first_row = None, [], None
+        other._buffers, other._current = {}, None
         other.busy = True
         return other
 
-    def new_stages(self, n: int, grad: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """K (stages x n) and the transposed views ``K[:i].T`` the stages read."""
-        s = self.tableau.stages
-        if grad:
-            return torch.empty(s, n, dtype=self.dtype, device=self.device), []
-        if self._buffer is None or self._buffer.shape[1] != n:
-            self._buffer = torch.empty(s, n, dtype=self.dtype, device=self.device)
-            self._buffer_views = [self._buffer[:i].t() for i in range(s + 1)]
-            self._first_row = self._buffer[0]
-        return self._buffer, self._buffer_views
+    def buffer(self, n: int, row_shape: tuple[int, ...]) -> _StageBuffer:
+        """The reused no-grad stage buffer for states of n entries (one per size, so a
+        training loop alternating forward and adjoint solves allocates nothing)."""
+        key = (n, row_shape)
+        buf = self._buffers.get(key)
+        if buf is None:
+            if len(self._buffers) >= 4:
+                self._buffers.clear()
+            buf = self._buffers[key] = _StageBuffer(self, n, row_shape)
+        self._current = buf
+        return buf
 
     def carry_fsal(self, K: torch.Tensor, grad: bool) -> torch.Tensor:
         """The next step's f0 from an accepted FSAL step.
@@ -201,8 +240,9 @@ class RungeKutta:
         """
         if grad:
             return K[-1]
-        K[0].copy_(K[-1])
-        return self._first_row
+        buf = self._current
+        buf.rows[0].copy_(buf.rows[-1])
+        return buf.rows[0]
 
     def step(
         self,
@@ -223,29 +263,39 @@ class RungeKutta:
         """
         tab = self.tableau
         s = tab.stages if last_stage is None else last_stage + 1
-        K, views = self.new_stages(y.shape[0], grad)
         if grad:
-            K = _WriteStage.apply(K, f0, 0)
-        elif f0 is not self._first_row:
-            K[0].copy_(f0)
+            return self._step_autograd(f, t, h, y, f0, s, ends_on_jump)
+        buf = self.buffer(y.shape[0], f.row_shape)
+        K, prefixes, rows, shaped = buf.K, buf.prefixes, buf.rows, buf.shaped_rows
+        if f0 is not rows[0]:
+            rows[0].copy_(f0)
         yi = y
         for i in range(1, s):
-            kt = views[i] if not grad else K[:i].t()
-            yi = torch.addmv(y, kt, self.a[i - 1], alpha=h)
-            if ends_on_jump and tab.c[i] == 1.0:
-                ki = f(t + h, yi, toward=t)
-            else:
-                ki = f(t + tab.c[i] * h, yi)
-            if grad:
-                K = _WriteStage.apply(K, ki, i)
-            else:
-                K[i].copy_(ki)
+            yi = torch.addmv(y, prefixes[i], self.a[i - 1], alpha=h)
+            toward = t if ends_on_jump and tab.c[i] == 1.0 else None
+            # the field's output goes straight into K's row, in the field's own shape
+            shaped[i].copy_(f.raw(t + h if toward is not None else t + tab.c[i] * h, yi, toward))
         if tab.fsal and s == tab.stages:
             y1 = yi  # the last stage's input is the solution
-        elif s == tab.stages:
-            kt = views[s] if not grad else K.t()
-            y1 = torch.addmv(y, kt, self.b, alpha=h)
-        else:  # truncated FSAL step: the unused last stage has weight 0 in b
+        else:
+            y1 = torch.addmv(y, prefixes[s], self.b[:s], alpha=h)
+        return y1, K
+
+    def _step_autograd(self, f, t, h, y, f0, s, ends_on_jump):
+        """The same step recorded by autograd: a fresh K per step, rows written in place
+        through ``_WriteStage``."""
+        tab = self.tableau
+        K = torch.empty(tab.stages, y.shape[0], dtype=self.dtype, device=self.device)
+        K = _WriteStage.apply(K, f0, 0)
+        yi = y
+        for i in range(1, s):
+            yi = torch.addmv(y, K[:i].t(), self.a[i - 1], alpha=h)
+            toward = t if ends_on_jump and tab.c[i] == 1.0 else None
+            ki = f(t + h if toward is not None else t + tab.c[i] * h, yi, toward)
+            K = _WriteStage.apply(K, ki, i)
+        if tab.fsal and s == tab.stages:
+            y1 = yi
+        else:  # a truncated FSAL step's unused last stage has weight 0 in b
             y1 = torch.addmv(y, K[:s].t(), self.b[:s], alpha=h)
         return y1, K
 
@@ -418,7 +468,8 @@ def _integrate_adaptive(
             with torch.no_grad():
                 ratio, abs_y1 = _error_ratio(K.t(), b_error, abs_y, y1.detach(), rtol, atol, norm)
         else:
-            ratio, abs_y1 = _error_ratio(rk._buffer_views[s], b_error, abs_y, y1, rtol, atol, norm)
+            KT = rk._current.prefixes[s]
+            ratio, abs_y1 = _error_ratio(KT, b_error, abs_y, y1, rtol, atol, norm)
         ratio *= abs(h_try)
         steps += 1
         if ratio <= 1.0:  # accept (NaN compares False: rejected below)
