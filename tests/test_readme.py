@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+# ```python blocks are run; ```py blocks are illustrations that need trained weights or data.
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
 
