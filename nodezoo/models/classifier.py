@@ -94,6 +94,21 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
         self._check_input(x)
         return self.features((x - self.mean) / self.std)
 
+    def logits_along_trajectory(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Logits from the ODE state at each time in ``t`` (``(len(t), B, num_classes)``):
+        how the prediction forms as the features flow from t0 to t1. ODE backbones only."""
+        if self.hparams.backbone not in ("odenet", "rknet"):
+            raise ValueError(
+                f"logits_along_trajectory needs an ODE backbone, not {self.hparams.backbone!r}."
+            )
+        self._check_input(x)
+        stem, stage, neck = self.features
+        augment, block = stage
+        z0 = augment(stem((x - self.mean) / self.std))
+        zs = block(z0, t.to(z0))
+        logits = self.head(neck(zs.flatten(0, 1)))
+        return logits.view(len(t), x.shape[0], -1)
+
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)
 

@@ -56,7 +56,7 @@ def list_models() -> list[dict]:
 
 def evaluate(*args, **kwargs) -> dict:
     """See :func:`nodezoo.zoo.evaluate.evaluate` (imported lazily: it pulls in the data layer)."""
-    from .evaluate import evaluate as _evaluate
+    from .evaluation import evaluate as _evaluate
 
     return _evaluate(*args, **kwargs)
 

@@ -99,7 +99,7 @@ def main_evaluate(argv: Sequence[str]) -> int:
     parser.add_argument("--limit-batches", type=int, help="evaluate only this many batches")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(list(argv))
-    from .evaluate import evaluate
+    from .evaluation import evaluate
 
     metrics = evaluate(
         args.ref,

@@ -153,7 +153,7 @@ def build_folder(
     checkpoint, else the folder's metrics.json. The recipe: ``recipe``, else the run's
     config.yaml. Test metrics the run did not record are measured (``nodezoo evaluate``).
     """
-    from .evaluate import evaluate
+    from .evaluation import evaluate
 
     source_path = Path(source)
     found_metrics: dict[str, Any] = {}

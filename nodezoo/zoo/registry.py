@@ -116,7 +116,7 @@ register(
     ZooArchitecture(
         name="image-classifier",
         model_class="nodezoo.models.classifier:ImageClassifier",
-        evaluate="nodezoo.zoo.evaluate:evaluate_image_classifier",
+        evaluate="nodezoo.zoo.evaluation:evaluate_image_classifier",
         task="image-classification",
         headline_metric="test/acc",
         metric_name="accuracy",
@@ -125,5 +125,5 @@ register(
 # Hook for the latent-ODE family (nodezoo.models.latent_ode, nodezoo.data.spirals): once that code
 # exists, add its entry here, e.g.
 #   register(ZooArchitecture(name="latent-ode", model_class="nodezoo.models.latent_ode:LatentODE",
-#            evaluate="nodezoo.zoo.evaluate:evaluate_spirals", task="time-series-forecasting",
+#            evaluate="nodezoo.zoo.evaluation:evaluate_spirals", task="time-series-forecasting",
 #            headline_metric="test/rmse", metric_name="rmse", higher_is_better=False))

@@ -227,3 +227,19 @@ def test_lightning_fit_logs_metrics_and_predicts_probabilities(tmp_path):
     probs = torch.cat(trainer.predict(model, DataLoader(x, batch_size=8)))
     assert probs.shape == (16, 2)
     assert torch.allclose(probs.sum(-1), torch.ones(16))
+
+
+def test_logits_along_trajectory_ends_at_the_forward_logits():
+    import torch
+
+    from nodezoo.models.classifier import ImageClassifier
+
+    torch.manual_seed(0)
+    model = ImageClassifier(backbone="odenet", width=8, image_size=12).eval()
+    x = torch.rand(3, 1, 12, 12)
+    with torch.no_grad():
+        traj = model.logits_along_trajectory(x, torch.linspace(0, 1, 5))
+        final = model(x)
+    assert traj.shape == (5, 3, 10)
+    assert torch.allclose(traj[-1], final, atol=1e-5)
+    assert not torch.allclose(traj[0], final, atol=1e-3)

@@ -13,7 +13,7 @@ from huggingface_hub import constants
 
 from nodezoo.zoo import HubAccessError, from_pretrained
 from nodezoo.zoo.commands import main_evaluate, main_list, main_publish
-from nodezoo.zoo.evaluate import evaluate
+from nodezoo.zoo.evaluation import evaluate
 from nodezoo.zoo.publish import load_lightning_checkpoint, upload_folder
 
 FOLDER_FILES = {"README.md", "config.json", "model.safetensors", "metrics.json", "recipe.yaml"}

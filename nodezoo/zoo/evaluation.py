@@ -23,7 +23,7 @@ from .errors import ZooError
 from .pretrained import RECIPE_NAME, from_pretrained, read_config, resolve_ref
 from .registry import get_architecture
 
-__all__ = ["build_datamodule", "evaluate", "evaluate_image_classifier"]
+__all__ = ["build_datamodule", "evaluate", "evaluate_image_classifier", "recipe_of"]
 
 # Recipes are downloaded files: only classes from this package may be built from them.
 TRUSTED_PREFIX = "nodezoo."
@@ -101,6 +101,11 @@ def _read_recipe(folder: Path) -> dict[str, Any]:
             "the test set."
         )
     return yaml.safe_load(path.read_text()) or {}
+
+
+def recipe_of(ref: str | os.PathLike, revision: str | None = None) -> dict[str, Any]:
+    """The recipe (as a dict) that trained zoo model ``ref``."""
+    return _read_recipe(resolve_ref(ref, revision))
 
 
 def evaluate(
