@@ -7,6 +7,8 @@ from .images import (
     ImageDataModule,
     MNISTDataModule,
 )
+from .spirals import SpiralsDataModule, make_spirals
+from .timeseries import TimeSeriesDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -14,4 +16,7 @@ __all__ = [
     "FashionMNISTDataModule",
     "ImageDataModule",
     "MNISTDataModule",
+    "SpiralsDataModule",
+    "TimeSeriesDataModule",
+    "make_spirals",
 ]

@@ -2,14 +2,18 @@
 
 from .fields import AugmentChannels, ConcatConv2d, ConvODEField, MLPField, group_norm
 from .ode_block import ODEBlock
+from .recurrent import BATCH_KEYS, BackwardEncoder, ODERNNCell
 from .reversible import ReversibleBlock, ReversibleSequence
 
 __all__ = [
+    "BATCH_KEYS",
     "AugmentChannels",
+    "BackwardEncoder",
     "ConcatConv2d",
     "ConvODEField",
     "MLPField",
     "ODEBlock",
+    "ODERNNCell",
     "ReversibleBlock",
     "ReversibleSequence",
     "group_norm",

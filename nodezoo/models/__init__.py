@@ -1,0 +1,7 @@
+"""LightningModules: image classifiers and latent-ODE time-series models (one family per file)."""
+
+from .classifier import ImageClassifier
+from .latent_ode import LatentODE
+from .rnn_baseline import RNNBaseline
+
+__all__ = ["ImageClassifier", "LatentODE", "RNNBaseline"]
