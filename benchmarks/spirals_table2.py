@@ -27,16 +27,16 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from nodezoo.data.spirals import SpiralsDataModule, make_spirals, spiral_batch
+from nodezoo.data.spirals import SpiralsDataModule, make_spirals
 from nodezoo.models.latent_ode import LatentODE
 from nodezoo.models.rnn_baseline import RNNBaseline
-from nodezoo.nn.recurrent import masked_rmse
+from nodezoo.zoo.evaluation import SPIRALS_N_OBS, forecast_rmse
 
 PAPER = {  # Table 2: predictive RMSE for 30 / 50 / 100 observed points
     "rnn": {30: 0.3937, 50: 0.3202, 100: 0.1813},
     "latent_ode": {30: 0.1642, 50: 0.1502, 100: 0.1346},
 }
-N_OBS = (30, 50, 100)
+N_OBS = SPIRALS_N_OBS
 LABELS = {
     "rnn": "RNN (Δt)",
     "latent_ode": "Latent ODE",
@@ -108,15 +108,12 @@ def load(name: str, ckpt: Path) -> pl.LightningModule:
     if not ckpt.is_file():
         raise SystemExit(f"{ckpt}: no checkpoint; train first (drop --from-checkpoints).")
     cls = RNNBaseline if name == "rnn" else LatentODE
-    return cls.load_from_checkpoint(ckpt, map_location="cpu")
+    return cls.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
 
 
 def evaluate(model: pl.LightningModule, n: int, args) -> float:
-    spirals = make_spirals(args.n_test, seed=args.test_seed, n_obs=n)
-    batch = spiral_batch(spirals, clean_targets=True)
-    model.eval()
-    mean, _ = model.predict(batch["obs_t"], batch["obs_x"], batch["target_t"], 0, batch["obs_mask"])
-    return float(masked_rmse(mean, batch["target_x"], batch["target_mask"]))
+    """The zoo's definition (``nodezoo evaluate`` gives the same numbers for the same seed)."""
+    return forecast_rmse(model, make_spirals(args.n_test, seed=args.test_seed, n_obs=n))
 
 
 def markdown(results: dict) -> str:

@@ -3,7 +3,9 @@
 Like timm's validate.py and torchvision's weight tests: the card's numbers must be reproducible
 from the folder alone. The data set comes from the folder's recipe (its ``data`` section); each
 architecture registers one evaluation function ``fn(model, datamodule, *, limit_batches)``;
-``--seed`` reaches the data module (it seeds freshly generated test data such as spirals).
+``--seed`` reaches the data module (it seeds freshly generated test data such as spirals). A
+folder whose metrics.json records ``test/seed`` is evaluated with that seed unless told otherwise,
+so ``nodezoo evaluate NAME`` reproduces the card as it stands.
 """
 
 from __future__ import annotations
@@ -20,10 +22,21 @@ import yaml
 from torch import nn
 
 from .errors import ZooError
-from .pretrained import RECIPE_NAME, from_pretrained, read_config, resolve_ref
+from .pretrained import RECIPE_NAME, from_pretrained, read_config, read_metrics, resolve_ref
 from .registry import get_architecture
 
-__all__ = ["build_datamodule", "evaluate", "evaluate_image_classifier", "recipe_of"]
+__all__ = [
+    "SPIRALS_N_OBS",
+    "build_datamodule",
+    "evaluate",
+    "evaluate_image_classifier",
+    "evaluate_spirals",
+    "forecast_rmse",
+    "recipe_of",
+]
+
+# The paper's Table 2 columns: predictive RMSE with 30, 50 and 100 observed points.
+SPIRALS_N_OBS = (30, 50, 100)
 
 # Recipes are downloaded files: only classes from this package may be built from them.
 TRUSTED_PREFIX = "nodezoo."
@@ -93,6 +106,72 @@ def evaluate_image_classifier(
     return metrics
 
 
+@torch.no_grad()
+def forecast_rmse(model: nn.Module, spirals) -> float:
+    """Predictive RMSE of ``model`` on ``spirals`` (a :class:`nodezoo.data.spirals.Spirals`):
+    the predicted mean (Latent ODE: decoded posterior mean; RNN: its mean fed back) against the
+    true trajectory at the points after the observation window, all series in one batch.
+
+    This is the one definition of the Table 2 number: ``benchmarks/spirals_table2.py`` and
+    ``evaluate_spirals`` both call it. One batch matters: an adaptive solver's steps depend on
+    the whole batch, so splitting it would change the numbers slightly."""
+    from ..data.spirals import spiral_batch
+    from ..nn.recurrent import masked_rmse
+
+    batch = spiral_batch(spirals, clean_targets=True)
+    model.eval()
+    mean, _ = model.predict(batch["obs_t"], batch["obs_x"], batch["target_t"], 0, batch["obs_mask"])
+    return float(masked_rmse(mean, batch["target_x"], batch["target_mask"]))
+
+
+def _first(spirals, count: int):
+    """The first ``count`` series of ``spirals``."""
+    from ..data.spirals import Spirals
+
+    return Spirals(
+        times=spirals.times,
+        clean=spirals.clean[:count],
+        noisy=spirals.noisy[:count],
+        clockwise=spirals.clockwise[:count],
+        obs_index=spirals.obs_index[:count],
+        window=spirals.window,
+    )
+
+
+@torch.no_grad()
+def evaluate_spirals(model: nn.Module, datamodule, *, limit_batches: int | None = None) -> dict:
+    """Table 2 of Chen et al. (2018) for one model: ``test/rmse_n{30,50,100}``, the predictive
+    RMSE on the ``horizon`` points after the window with n observed points, on ``n_test`` fresh
+    spirals drawn from the data module's ``seed`` itself (the benchmark's ``--test-seed``; the
+    same spirals for every n, only the observed subset changes). Also ``model/params`` and, for
+    models with ODE blocks, ``test/nfe_forward`` (mean over the three n).
+
+    ``limit_batches=k`` keeps the first ``k * batch_size`` series (a quick check; the published
+    numbers use all of them). Pass the test seed explicitly: the recipe's own seed is the
+    training seed, and its spirals are the training spirals."""
+    from ..data.spirals import make_spirals
+
+    hp = datamodule.hparams
+    blocks = _ode_blocks(model)
+    count = hp.n_test if limit_batches is None else min(hp.n_test, limit_batches * hp.batch_size)
+    if count < 1:
+        raise ZooError("the test set is empty (or limit_batches=0); nothing to evaluate.")
+    metrics: dict[str, Any] = {}
+    nfe = []
+    for n in SPIRALS_N_OBS:
+        spirals = make_spirals(
+            hp.n_test, hp.seed, n, hp.window, hp.horizon, hp.n_total, hp.noise_std
+        )
+        metrics[f"test/rmse_n{n}"] = forecast_rmse(model, _first(spirals, count))
+        nfe.append(sum(b.nfe_forward for b in blocks))
+    metrics["test/samples"] = count
+    metrics["test/seed"] = hp.seed
+    metrics["model/params"] = sum(p.numel() for p in model.parameters())
+    if blocks:
+        metrics["test/nfe_forward"] = sum(nfe) / len(nfe)
+    return metrics
+
+
 def _read_recipe(folder: Path) -> dict[str, Any]:
     path = folder / RECIPE_NAME
     if not path.is_file():
@@ -127,6 +206,8 @@ def evaluate(
             raise ZooError("evaluate needs a zoo reference or a model.")
         folder = resolve_ref(ref, revision)
         model = from_pretrained(folder)
+        if seed is None:
+            seed = read_metrics(folder).get("test/seed")
         recipe = recipe if recipe is not None else _read_recipe(folder)
         architecture = read_config(folder)["architecture"]
     else:
