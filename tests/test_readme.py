@@ -17,5 +17,5 @@ def test_readme_python_block_runs(index):
 
 def test_readme_has_the_two_setup_commands():
     text = README.read_text()
-    assert "python examples/fit_spiral.py" in text or "nodezoo " in text
+    assert "python examples/pretrained_odenet.py" in text
     assert "python -m pytest" in text
