@@ -6,8 +6,14 @@ every recipe lists them under ``trainer.callbacks``.
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import shlex
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -15,7 +21,13 @@ from torch import nn
 
 from .nn import ODEBlock
 
-__all__ = ["ResourceMonitor", "SolverStatsMonitor"]
+__all__ = [
+    "SUMMARY_NAME",
+    "ResourceMonitor",
+    "RunSummary",
+    "SavedTensorMeter",
+    "SolverStatsMonitor",
+]
 
 
 def ode_blocks(module: nn.Module) -> list[ODEBlock]:
@@ -69,7 +81,7 @@ class SolverStatsMonitor(pl.Callback):
         self._log_means(pl_module, ("nfe/forward_eval",))
 
 
-class _SavedTensorMeter:
+class SavedTensorMeter:
     """Counts the bytes autograd saves for backward (each storage once, parameters excluded).
 
     Installed as saved-tensor hooks for one training forward pass; everything saved then is held
@@ -115,7 +127,7 @@ class ResourceMonitor(pl.Callback):
     Memory metrics, each named for what it measures:
 
     - ``memory/saved_for_backward_mb``: the largest number of bytes autograd held for backward
-      after one training forward pass in the epoch (see ``_SavedTensorMeter``). This is the
+      after one training forward pass in the epoch (see ``SavedTensorMeter``). This is the
       quantity that separates adjoint ODE-Nets (O(1)) from ResNets/RK-Nets (O(L)), it is the same
       on CPU and GPU, and it does not depend on what else the process holds.
     - ``memory/peak_cuda_mb``: on CUDA, ``torch.cuda.max_memory_allocated`` over the epoch (the
@@ -131,7 +143,7 @@ class ResourceMonitor(pl.Callback):
 
     def __init__(self, track_saved_tensors: bool = True):
         self.track_saved_tensors = track_saved_tensors
-        self._meter: _SavedTensorMeter | None = None
+        self._meter: SavedTensorMeter | None = None
         self._peak_saved = 0
         self._epoch_start = 0.0
 
@@ -149,7 +161,7 @@ class ResourceMonitor(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.track_saved_tensors:
             exclude = {p.untyped_storage().data_ptr() for p in pl_module.parameters()}
-            self._meter = _SavedTensorMeter(exclude).__enter__()
+            self._meter = SavedTensorMeter(exclude).__enter__()
 
     def _stop_meter(self) -> None:
         if self._meter is not None:
@@ -181,3 +193,230 @@ class ResourceMonitor(pl.Callback):
         for key, value in metrics.items():
             # per-rank figures; reduce with max across ranks (the largest rank bounds the memory)
             pl_module.log(key, float(value), sync_dist=True, reduce_fx="max")
+
+
+SUMMARY_NAME = "summary.json"
+# Per-epoch columns always recorded (None where an epoch has no value, e.g. no validation ran);
+# any other ``val/*`` metric (``val/rmse``) is added when it appears.
+HISTORY_KEYS = (
+    "train/loss",
+    "train/acc",
+    "val/acc",
+    "val/loss",
+    "nfe/forward",
+    "nfe/backward",
+    "time/epoch_s",
+)
+# Metric groups copied from ``trainer.callback_metrics`` into the summary's top level.
+SUMMARY_PREFIXES = ("val/", "nfe/", "memory/", "time/")
+
+
+def _scalar(value: Any) -> float | int | str | None:
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else None
+    return value if isinstance(value, (int, float, str)) else None
+
+
+def _epoch_metric(metrics: dict, key: str) -> float | None:
+    """A metric logged per epoch; metrics logged both per step and per epoch carry ``_epoch``."""
+    for name in (key, f"{key}_epoch"):
+        if name in metrics:
+            return _scalar(metrics[name])
+    return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def hardware_description(trainer: pl.Trainer) -> str:
+    """``"<devices> x <device name>"``: GPU name on CUDA, CPU model (and core count) on CPU."""
+    device = trainer.strategy.root_device
+    count = trainer.num_devices * trainer.num_nodes
+    if device.type == "cuda":
+        return f"{count} x {torch.cuda.get_device_name(device)}"
+    if device.type == "cpu":
+        return f"{count} x CPU ({_cpu_model()}, {os.cpu_count()} cores)"
+    return f"{count} x {device.type}"
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write via a temporary file and ``os.replace``: readers never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class RunSummary(pl.Callback):
+    """Writes ``<run dir>/summary.json``: what a run cost and reached, for ``nodezoo compare``.
+
+    One flat record per run (keys ``group/name`` as logged: ``val/acc``, ``nfe/forward``,
+    ``memory/...``, ``time/epoch_s``, ``test/...``, plus ``model/params``, ``time/total_s`` and
+    ``run/...`` facts: epochs, max_epochs, global_step, hardware, command, name, model) and a
+    ``history`` of per-epoch columns for the plots. Written (atomically) after every training
+    epoch and after testing; ``nodezoo test`` on the run's checkpoint adds its ``test/*`` to the
+    existing file. With a ``WandbLogger`` the same scalars go into the W&B run summary.
+
+    The values are the ones the monitors log, so this callback must run after
+    ``SolverStatsMonitor``/``ResourceMonitor``; it moves itself behind them if listed first.
+    ``dirpath`` defaults to ``trainer.default_root_dir`` (the CLI's run directory, which holds
+    ``checkpoints/``, so a checkpoint finds its summary two folders up). Resuming from a
+    checkpoint restores the history up to that checkpoint. Rank zero writes.
+    """
+
+    def __init__(self, dirpath: str | None = None):
+        self.dirpath = dirpath
+        self._rows: list[dict[str, Any]] = []
+        self._scalars: dict[str, Any] = {}
+        self._fit_seconds = 0.0  # training wall time of earlier sessions (resume)
+        self._fit_start: float | None = None
+        self._validated = False
+        self._test_nfe: list[int] = []
+
+    # ---- where and what
+    def path(self, trainer: pl.Trainer) -> Path:
+        return Path(self.dirpath or trainer.default_root_dir) / SUMMARY_NAME
+
+    def summary(self) -> dict[str, Any]:
+        """The record as written: scalars plus ``history`` columns."""
+        keys = ["epoch", *HISTORY_KEYS]
+        keys += sorted({k for row in self._rows for k in row if k not in keys})
+        history = {k: [row.get(k) for row in self._rows] for k in keys}
+        return {**self._scalars, "history": history}
+
+    def _write(self, trainer: pl.Trainer) -> None:
+        path = self.path(trainer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, self.summary())
+        self._update_wandb_summary(trainer)
+
+    def _update_wandb_summary(self, trainer: pl.Trainer) -> None:
+        from pytorch_lightning.loggers import WandbLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.summary.update(dict(self._scalars))
+
+    def _run_facts(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        hparams = getattr(pl_module, "hparams", {})
+        return {
+            "model/params": sum(p.numel() for p in pl_module.parameters()),
+            "run/model": hparams.get("backbone") or type(pl_module).__name__,
+            "run/name": self._run_name(trainer),
+            "run/max_epochs": trainer.max_epochs,
+            "run/global_step": trainer.global_step,
+            "run/hardware": hardware_description(trainer),
+            "run/command": shlex.join(sys.argv),
+        }
+
+    def _run_name(self, trainer: pl.Trainer) -> str:
+        """The W&B run's display name (the key a W&B report filters on), else the run dir's."""
+        from pytorch_lightning.loggers import WandbLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger.experiment.name:
+                return logger.experiment.name
+        return Path(self.dirpath or trainer.default_root_dir).resolve().name
+
+    def _load_existing(self, trainer: pl.Trainer) -> None:
+        """A later ``test`` in a new process adds to the summary that ``fit`` wrote."""
+        path = self.path(trainer)
+        if self._scalars or not path.is_file():
+            return
+        data = json.loads(path.read_text())
+        history = data.pop("history", {}) or {}
+        epochs = history.get("epoch", [])
+        self._rows = [
+            {k: col[i] for k, col in history.items() if i < len(col)} for i in range(len(epochs))
+        ]
+        self._scalars = data
+
+    def _run_after_monitors(self, trainer: pl.Trainer) -> None:
+        callbacks = trainer.callbacks
+        monitor_types = (SolverStatsMonitor, ResourceMonitor)
+        monitors = [i for i, c in enumerate(callbacks) if isinstance(c, monitor_types)]
+        if monitors and monitors[-1] > callbacks.index(self):
+            callbacks.remove(self)
+            callbacks.insert(monitors[-1], self)  # the last monitor moved up by one
+
+    # ---- Lightning hooks
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._run_after_monitors(trainer)
+        if stage == "fit":  # a fresh run; a resumed one gets its state back from the checkpoint
+            self._rows, self._scalars, self._fit_seconds = [], {}, 0.0
+        else:
+            self._load_existing(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self._rows, "scalars": self._scalars, "fit_seconds": self._elapsed()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._rows = list(state_dict.get("rows", []))
+        self._scalars = dict(state_dict.get("scalars", {}))
+        self._fit_seconds = float(state_dict.get("fit_seconds", 0.0))
+
+    def _elapsed(self) -> float:
+        running = 0.0 if self._fit_start is None else time.perf_counter() - self._fit_start
+        return self._fit_seconds + running
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # a mid-epoch checkpoint resumes that epoch: forget any row for it
+        self._rows = [r for r in self._rows if r["epoch"] < trainer.current_epoch]
+        self._fit_start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._validated = True
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        metrics = trainer.callback_metrics
+        row: dict[str, Any] = {"epoch": trainer.current_epoch}
+        for key in HISTORY_KEYS:
+            if key.startswith("val/") and not self._validated:
+                continue  # last epoch's value, still in callback_metrics
+            row[key] = _epoch_metric(metrics, key)
+        if self._validated:
+            row.update({k: _scalar(v) for k, v in metrics.items() if k.startswith("val/")})
+        self._validated = False
+        self._rows.append(row)
+        self._scalars.update(
+            {k: _scalar(v) for k, v in metrics.items() if k.startswith(SUMMARY_PREFIXES)}
+        )
+        self._scalars["run/epochs"] = len(self._rows)
+        self._scalars["time/total_s"] = self._elapsed()
+        if trainer.is_global_zero:  # other ranks' loggers are stand-ins
+            self._scalars.update(self._run_facts(trainer, pl_module))
+            self._write(trainer)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._fit_seconds = self._elapsed()
+        self._fit_start = None
+        self._scalars["time/total_s"] = self._fit_seconds
+        if self._rows and trainer.is_global_zero:
+            self._write(trainer)
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._test_nfe = []
+
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        blocks = ode_blocks(pl_module)
+        if blocks:
+            self._test_nfe.append(sum(b.nfe_forward for b in blocks))
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        metrics = trainer.callback_metrics
+        self._scalars.update({k: _scalar(v) for k, v in metrics.items() if k.startswith("test/")})
+        if self._test_nfe:  # as nodezoo.zoo.evaluate defines it: mean per batch
+            self._scalars["test/nfe_forward"] = sum(self._test_nfe) / len(self._test_nfe)
+        if trainer.is_global_zero:
+            for key, value in self._run_facts(trainer, pl_module).items():
+                self._scalars.setdefault(key, value)  # the training run's facts win
+            self._write(trainer)

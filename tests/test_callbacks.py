@@ -75,3 +75,44 @@ def test_saved_for_backward_separates_adjoint_from_backprop(tmp_path, tiny_fashi
         )
         saved[backbone] = float(trainer.logged_metrics["memory/saved_for_backward_mb"])
     assert saved["rknet"] > 2 * saved["odenet"]
+
+
+def _summary_trainer(run_dir, epochs, callbacks):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    return pl.Trainer(
+        max_epochs=epochs,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        accelerator="cpu",
+        logger=CSVLogger(run_dir),
+        callbacks=[*callbacks, ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)],
+        default_root_dir=run_dir,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+def test_run_summary_keeps_history_across_resume(tmp_path, tiny_fashion_dir):
+    """A run stopped after epoch 1 and resumed with ckpt_path keeps one history row per epoch;
+    listed before the monitors, RunSummary still records their NFE."""
+    import json
+
+    from nodezoo.callbacks import SUMMARY_NAME, RunSummary
+
+    data = FashionMNISTDataModule(data_dir=str(tiny_fashion_dir), batch_size=8, val_size=16)
+    args = dict(backbone="odenet", width=8, lr_schedule="constant")
+    torch.manual_seed(0)
+    first = _summary_trainer(tmp_path, 1, [RunSummary(), SolverStatsMonitor()])
+    first.fit(ImageClassifier(**args), data)
+    after_one = json.loads((tmp_path / SUMMARY_NAME).read_text())
+    assert after_one["run/epochs"] == 1 and after_one["nfe/forward"] >= 6
+
+    resumed = _summary_trainer(tmp_path, 3, [RunSummary(), SolverStatsMonitor()])
+    resumed.fit(ImageClassifier(**args), data, ckpt_path=str(tmp_path / "checkpoints/last.ckpt"))
+    summary = json.loads((tmp_path / SUMMARY_NAME).read_text())
+    history = summary["history"]
+    assert history["epoch"] == [0, 1, 2] and summary["run/epochs"] == 3
+    assert history["nfe/forward"][0] == after_one["nfe/forward"]
+    assert None not in history["nfe/forward"] and None not in history["val/acc"]
+    assert summary["run/global_step"] == 6 and summary["time/total_s"] > after_one["time/total_s"]

@@ -1,0 +1,188 @@
+"""Measurements ``nodezoo compare`` makes itself: the paper's Figure 3a/b and its memory claim.
+
+- ``tolerance_sweep``: re-evaluate trained ODE models (checkpoints, zoo folders) on a limited
+  test set at several solver tolerances (rtol = atol), setting each ``ODEBlock``'s solver: test
+  accuracy and NFE per forward pass against tolerance.
+- ``memory_sweep``: one training step of a small ODE-Net with each gradient mode at several
+  tolerances, and of ResNet/RevNet at several depths, on a random batch, measuring the bytes
+  autograd saves for backward with the same meter as ``ResourceMonitor``. Seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from ..callbacks import SavedTensorMeter, ode_blocks
+from .sources import ReportError, RunRecord
+
+__all__ = [
+    "GRADIENTS",
+    "load_model_and_recipe",
+    "memory_sweep",
+    "set_tolerance",
+    "tolerance_sweep",
+]
+
+GRADIENTS = ("backprop", "adjoint", "checkpoint")
+DEPTH_BACKBONES = ("resnet", "revnet")
+CONFIG_NAME = "config.yaml"  # the merged config LightningCLI saves into the run directory
+TRUSTED_PREFIX = "nodezoo."
+DEFAULT_MODEL_CLASS = "nodezoo.models.classifier.ImageClassifier"
+
+
+def _import_class(class_path: str) -> type:
+    import importlib
+
+    if not class_path.startswith(TRUSTED_PREFIX):
+        raise ReportError(f"refusing to import {class_path!r}: not a nodezoo class.")
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _checkpoint_model(record: RunRecord, recipe_path: Path | None) -> tuple[nn.Module, dict]:
+    path = recipe_path or record.source / CONFIG_NAME
+    if not path.is_file():
+        raise ReportError(
+            f"{record.checkpoint}: no {CONFIG_NAME} in {record.source} names its test data; "
+            "pass --recipe <the recipe it was trained with>."
+        )
+    recipe = yaml.safe_load(path.read_text()) or {}
+    model_section = recipe.get("model") or {}
+    cls = _import_class(str(model_section.get("class_path", DEFAULT_MODEL_CLASS)))
+    # a fine-tuned model must not fetch its starting weights again: the checkpoint has them
+    extra = {"pretrained": None} if "pretrained" in inspect.signature(cls).parameters else {}
+    model = cls.load_from_checkpoint(str(record.checkpoint), map_location="cpu", **extra)
+    return model.eval(), recipe
+
+
+def load_model_and_recipe(
+    record: RunRecord, recipe_path: Path | None = None
+) -> tuple[nn.Module, dict] | None:
+    """The trained model behind ``record`` and the recipe naming its test data; None when the
+    record carries no weights (a bare run directory or W&B run)."""
+    if record.checkpoint is not None:
+        return _checkpoint_model(record, recipe_path)
+    if record.zoo_folder is not None:
+        from ..zoo import from_pretrained
+        from ..zoo.pretrained import RECIPE_NAME
+
+        recipe_file = recipe_path or record.zoo_folder / RECIPE_NAME
+        if not recipe_file.is_file():
+            raise ReportError(f"{record.zoo_folder} has no {RECIPE_NAME}; pass --recipe.")
+        return from_pretrained(record.zoo_folder), yaml.safe_load(recipe_file.read_text()) or {}
+    return None
+
+
+def set_tolerance(model: nn.Module, tolerance: float) -> None:
+    """rtol = atol = ``tolerance`` in every ODE block, the rest of each solver kept."""
+    for block in ode_blocks(model):
+        block.solver = dataclasses.replace(block.solver, rtol=tolerance, atol=tolerance)
+
+
+def tolerance_sweep(
+    records: Sequence[RunRecord],
+    tolerances: Sequence[float],
+    *,
+    limit_batches: int | None = 4,
+    data_dir: str | None = None,
+    batch_size: int | None = None,
+    recipe_path: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Rows ``{name, model, tolerance, test/acc, test/nfe_forward, test/loss}`` for each ODE
+    model with weights; other records are skipped (and said so through ``log``)."""
+    from ..zoo.errors import ZooError
+    from ..zoo.evaluation import evaluate
+
+    rows = []
+    for record in records:
+        loaded = load_model_and_recipe(record, recipe_path)
+        if loaded is None:
+            continue
+        model, recipe = loaded
+        if not ode_blocks(model):
+            log(f"tolerance sweep: {record.name} has no ODE block; skipped.")
+            continue
+        for tolerance in tolerances:
+            set_tolerance(model, tolerance)
+            try:
+                metrics = evaluate(
+                    model=model,
+                    recipe=recipe,
+                    data_dir=data_dir,
+                    batch_size=batch_size,
+                    limit_batches=limit_batches,
+                )
+            except ZooError as err:
+                log(f"tolerance sweep: {record.name} not evaluated: {err}")
+                break
+            rows.append(
+                {
+                    "name": record.name,
+                    "model": record.model,
+                    "tolerance": tolerance,
+                    **{k: metrics.get(k) for k in ("test/acc", "test/nfe_forward", "test/loss")},
+                }
+            )
+    return rows
+
+
+def _one_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """Saved-for-backward bytes of one forward pass (parameters excluded), then backward."""
+    exclude = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    model.train()
+    with SavedTensorMeter(exclude) as meter:
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    blocks = ode_blocks(model)
+    return {
+        "nfe_forward": sum(b.nfe_forward for b in blocks) if blocks else None,
+        "nfe_backward": sum(b.nfe_backward for b in blocks) if blocks else None,
+        "saved_for_backward_mb": meter.bytes / 2**20,
+    }
+
+
+def memory_sweep(
+    tolerances: Sequence[float],
+    depths: Sequence[int] = (1, 2, 4, 8),
+    *,
+    batch_size: int = 16,
+    width: int = 16,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Rows ``{model, gradient, tolerance, depth, nfe_forward, nfe_backward,
+    saved_for_backward_mb}``: ODE-Net per gradient mode and tolerance (backprop is the RK-Net),
+    ResNet/RevNet per depth. Same random batch and, per architecture, the same weights."""
+    from ..models.classifier import ImageClassifier
+
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch_size, 1, 28, 28, generator=generator)
+    y = torch.randint(0, 10, (batch_size,), generator=generator)
+
+    def build(**kwargs) -> nn.Module:
+        torch.manual_seed(seed)
+        return ImageClassifier(width=width, lr_schedule="constant", **kwargs)
+
+    rows = []
+    for gradient in GRADIENTS:
+        for tolerance in tolerances:
+            solver = {"method": "dopri5", "rtol": tolerance, "atol": tolerance}
+            model = build(backbone="odenet", solver={**solver, "gradient": gradient})
+            row = {"model": "odenet", "gradient": gradient, "tolerance": tolerance, "depth": None}
+            rows.append({**row, **_one_training_step(model, x, y)})
+    for backbone in DEPTH_BACKBONES:
+        for depth in depths:
+            model = build(backbone=backbone, depth=depth)
+            gradient = "reversible" if backbone == "revnet" else "backprop"
+            row = {"model": backbone, "gradient": gradient, "tolerance": None, "depth": depth}
+            rows.append({**row, **_one_training_step(model, x, y)})
+    return rows
