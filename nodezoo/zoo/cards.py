@@ -57,6 +57,11 @@ METRIC_ROWS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "test/acc": ("Test accuracy", _pct),
     "test/loss": ("Test loss (cross-entropy)", _num),
     "test/rmse": ("Test RMSE", _num),
+    "test/rmse_n30": ("Predictive RMSE, 30 observed points", _num),
+    "test/rmse_n50": ("Predictive RMSE, 50 observed points", _num),
+    "test/rmse_n100": ("Predictive RMSE, 100 observed points", _num),
+    "test/seed": ("Test data seed", str),
+    "test/samples": ("Test samples", _count),
     "model/params": ("Parameters", _count),
     "test/nfe_forward": ("NFE per forward pass (test set, mean per batch)", _num),
     "nfe/forward": ("NFE forward (training, last epoch, mean per batch)", _num),
@@ -70,8 +75,17 @@ METRIC_ROWS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "run/epochs": ("Epochs run", str),
     "run/global_step": ("Optimiser steps", _count),
 }
-# Which metrics go into model-index, with the Hub's metric type names.
-MODEL_INDEX_METRICS = {"test/acc": "accuracy", "test/loss": "loss", "test/rmse": "rmse"}
+# Which metrics go into model-index: the Hub's metric type name and the result's name.
+MODEL_INDEX_METRICS = {
+    "test/acc": ("accuracy", "test accuracy"),
+    "test/loss": ("loss", "test loss"),
+    "test/rmse": ("rmse", "test rmse"),
+    "test/rmse_n30": ("rmse", "test rmse (30 observed points)"),
+    "test/rmse_n50": ("rmse", "test rmse (50 observed points)"),
+    "test/rmse_n100": ("rmse", "test rmse (100 observed points)"),
+}
+# metrics.json keys "paper/<key>" hold the published number for "<key>" (shown beside ours).
+PAPER_PREFIX = "paper/"
 
 
 def recipe_facts(recipe_text: str | None) -> dict[str, Any]:
@@ -102,9 +116,9 @@ def _front_matter(name, entry, metrics, dataset, base_model) -> dict[str, Any]:
         meta["datasets"] = [hub_id]
     if base_model:
         meta["base_model"] = base_model
-    measured = [(k, t) for k, t in MODEL_INDEX_METRICS.items() if k in metrics]
+    measured = [(k, t, n) for k, (t, n) in MODEL_INDEX_METRICS.items() if k in metrics]
     if measured:
-        meta["metrics"] = [t for _, t in measured]
+        meta["metrics"] = list(dict.fromkeys(t for _, t, _ in measured))
         meta["model-index"] = [
             {
                 "name": name,
@@ -113,8 +127,7 @@ def _front_matter(name, entry, metrics, dataset, base_model) -> dict[str, Any]:
                         "task": {"type": entry.task},
                         "dataset": {"name": display, "type": hub_id or display, "split": "test"},
                         "metrics": [
-                            {"type": t, "value": metrics[k], "name": f"test {t}"}
-                            for k, t in measured
+                            {"type": t, "value": metrics[k], "name": n} for k, t, n in measured
                         ],
                     }
                 ],
@@ -124,15 +137,23 @@ def _front_matter(name, entry, metrics, dataset, base_model) -> dict[str, Any]:
 
 
 def _results_table(metrics: Mapping[str, Any], max_epochs) -> list[str]:
-    rows = ["| Quantity | Value |", "| --- | --- |"]
+    """Quantity | Value, plus a Paper column when metrics.json carries published numbers."""
+    paper = {k[len(PAPER_PREFIX) :]: v for k, v in metrics.items() if k.startswith(PAPER_PREFIX)}
+
+    def row(label: str, value: str, key: str | None = None, fmt=_num) -> str:
+        cells = [label, value] + ([fmt(paper[key]) if key in paper else ""] if paper else [])
+        return "| " + " | ".join(cells) + " |"
+
+    rows = [row("Quantity", "Value") if not paper else "| Quantity | Value | Paper |"]
+    rows.append("| --- | --- |" + (" --- |" if paper else ""))
     for key, (label, fmt) in METRIC_ROWS.items():
         if key in metrics and metrics[key] is not None:
-            rows.append(f"| {label} | {fmt(metrics[key])} |")
+            rows.append(row(label, fmt(metrics[key]), key, fmt))
     if max_epochs is not None:
-        rows.append(f"| Recipe's max_epochs | {max_epochs} |")
-    others = sorted(k for k in metrics if k not in METRIC_ROWS and not k.startswith("run/"))
-    for key in others:
-        rows.append(f"| `{key}` | {_num(metrics[key])} |")
+        rows.append(row("Recipe's max_epochs", str(max_epochs)))
+    skip = ("run/", PAPER_PREFIX)
+    for key in sorted(k for k in metrics if k not in METRIC_ROWS and not k.startswith(skip)):
+        rows.append(row(f"`{key}`", _num(metrics[key]), key))
     return rows
 
 
@@ -177,6 +198,11 @@ def render_card(
         shape = f"(B, {config.get('in_channels')}, {config.get('image_size')}, "
         shape += f"{config.get('image_size')})"
         lines.append(f"logits = model(images)  # float images in [0, 1], shape {shape}")
+    elif entry.task == "time-series-forecasting":
+        lines.append(
+            "mean, _ = model.predict(obs_t, obs_x, query_t, 0, obs_mask)  "
+            "# obs_x (B, T, D), obs_t/obs_mask (B, T); mean (B, Tq, D)"
+        )
     lines += ["```", "", "## Architecture and solver", "", "| Init arg | Value |", "| --- | --- |"]
     for key, value in config.items():
         lines.append(f"| `{key}` | `{json.dumps(value)}` |")
@@ -189,6 +215,8 @@ def render_card(
     command = metrics.get("run/command") or (
         "nodezoo fit --config recipe.yaml" if recipe_text else None
     )
+    if metrics.get("run/notes"):
+        lines += [str(metrics["run/notes"]), ""]
     if command:
         lines += ["Reproduce with:", "", "```bash", command, "```", ""]
     if recipe_text:
