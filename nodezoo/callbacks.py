@@ -258,7 +258,7 @@ class RunSummary(pl.Callback):
 
     One flat record per run (keys ``group/name`` as logged: ``val/acc``, ``nfe/forward``,
     ``memory/...``, ``time/epoch_s``, ``test/...``, plus ``model/params``, ``time/total_s`` and
-    ``run/...`` facts: epochs, max_epochs, global_step, hardware, command, name, model) and a
+    ``run/...`` facts: epochs, max_epochs/steps, global_step, hardware, command, name, model), a
     ``history`` of per-epoch columns for the plots. Written (atomically) after every training
     epoch and after testing; ``nodezoo test`` on the run's checkpoint adds its ``test/*`` to the
     existing file. With a ``WandbLogger`` the same scalars go into the W&B run summary.
@@ -310,6 +310,7 @@ class RunSummary(pl.Callback):
             "run/model": hparams.get("backbone") or type(pl_module).__name__,
             "run/name": self._run_name(trainer),
             "run/max_epochs": trainer.max_epochs,
+            "run/max_steps": trainer.max_steps,  # -1 unless the run is step-limited
             "run/global_step": trainer.global_step,
             "run/hardware": hardware_description(trainer),
             "run/command": shlex.join(sys.argv),
@@ -417,6 +418,9 @@ class RunSummary(pl.Callback):
         if self._test_nfe:  # as nodezoo.zoo.evaluate defines it: mean per batch
             self._scalars["test/nfe_forward"] = sum(self._test_nfe) / len(self._test_nfe)
         if trainer.is_global_zero:
-            for key, value in self._run_facts(trainer, pl_module).items():
+            facts = self._run_facts(trainer, pl_module)
+            for key in ("run/global_step", "run/max_epochs", "run/max_steps"):  # training facts
+                facts.pop(key)
+            for key, value in facts.items():
                 self._scalars.setdefault(key, value)  # the training run's facts win
             self._write(trainer)

@@ -172,6 +172,11 @@ def read_wandb_run(folder: str | os.PathLike) -> RunRecord:
     history = _history_by_epoch(_leet(["--json", str(folder)]))
     name = state.get("name") or scalars.get("run/name") or folder.name
     scalars.setdefault("run/name", name)
+    config = state.get("config") or {}
+    # a run without RunSummary still has these as config (ResourceMonitor's hyperparameter)
+    for key, config_key in (("model/params", "model/params"), ("run/model", "backbone")):
+        if config.get(config_key) is not None:
+            scalars.setdefault(key, config[config_key])
     return RunRecord(str(name), folder, "wandb", scalars, history)
 
 
