@@ -119,9 +119,8 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 
 
 def _register_zoo_verbs() -> None:
-    from .zoo.commands import main_evaluate, main_list, main_publish
-
     from .reports.commands import main_compare
+    from .zoo.commands import main_evaluate, main_list, main_publish
 
     COMMANDS.update(
         list=main_list, evaluate=main_evaluate, publish=main_publish, compare=main_compare
