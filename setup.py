@@ -8,7 +8,7 @@ plain ``pip install .``; a package_dir mapping does that without copying them.
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(include=["nodezoo*"]) + ["nodezoo.model_cards"],
+    packages=[*find_packages(include=["nodezoo*"]), "nodezoo.model_cards"],
     package_dir={"nodezoo.model_cards": "model_cards"},
     package_data={"nodezoo.model_cards": ["*/*", "*/*/*"]},
 )
