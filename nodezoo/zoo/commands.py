@@ -117,6 +117,22 @@ def main_evaluate(argv: Sequence[str]) -> int:
     return 0
 
 
+def _parse_facts(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, object]:
+    facts: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--fact takes KEY=VALUE, got {item!r}")
+        try:
+            facts[key] = int(value)
+        except ValueError:
+            try:
+                facts[key] = float(value)
+            except ValueError:
+                facts[key] = value
+    return facts
+
+
 @_user_errors("publish")
 def main_publish(argv: Sequence[str]) -> int:
     """``nodezoo publish SOURCE (--repo-id ORG/NAME | --out DIR)``."""
@@ -132,7 +148,18 @@ def main_publish(argv: Sequence[str]) -> int:
     parser.add_argument("--private", action="store_true", help="create the repo as private")
     parser.add_argument("--revision", help="branch to upload to (created if missing)")
     parser.add_argument("--recipe", help="recipe YAML (default: the run dir's config.yaml)")
-    parser.add_argument("--metrics", help="metrics JSON (default: the run dir's summary.json)")
+    parser.add_argument(
+        "--metrics",
+        help="metrics JSON or a W&B offline run dir (default: the run dir's summary.json)",
+    )
+    parser.add_argument(
+        "--fact",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training fact for the card the run did not record, e.g. "
+        "run/hardware='2 CPU cores' or run/max_epochs=30 (repeatable)",
+    )
     parser.add_argument("--data-dir", help="data_dir for measuring missing test metrics")
     parser.add_argument("--limit-batches", type=int, help="limit that measurement's batches")
     args = parser.parse_args(list(argv))
@@ -153,6 +180,7 @@ def main_publish(argv: Sequence[str]) -> int:
             name=name,
             data_dir=args.data_dir,
             limit_batches=args.limit_batches,
+            facts=_parse_facts(parser, args.fact),
         )
 
     if args.out:

@@ -145,12 +145,15 @@ def build_folder(
     evaluate_missing: bool = True,
     data_dir: str | None = None,
     limit_batches: int | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the zoo folder for ``source`` (a Lightning checkpoint, or an existing zoo folder /
     name / repo id to re-render) into ``out``.
 
     Metrics: ``metrics`` (a dict or JSON file), else the run's summary.json next to the
-    checkpoint, else the folder's metrics.json. The recipe: ``recipe``, else the run's
+    checkpoint, else the folder's metrics.json; ``metrics`` may also be a W&B (offline) run
+    directory, for runs made before ``RunSummary`` existed. ``facts`` (``run/command``,
+    ``run/hardware``, ``run/notes``, ...) are added as given. The recipe: ``recipe``, else the run's
     config.yaml. Test metrics the run did not record are measured (``nodezoo evaluate``).
     """
     from .evaluation import evaluate
@@ -183,8 +186,11 @@ def build_folder(
             recipe_path = folder / "recipe.yaml"
     if isinstance(metrics, Mapping):
         found_metrics = _flatten(metrics)
+    elif metrics is not None and Path(metrics).is_dir():
+        found_metrics = {**found_metrics, **metrics_from_wandb_run(metrics)}
     elif metrics is not None:
         found_metrics = read_summary(metrics)
+    found_metrics.update(facts or {})
     found_metrics = {k: v for k, v in found_metrics.items() if v is not None}
     if evaluate_missing and _needs_evaluation(model, entry, found_metrics):
         if recipe_path is None and entry.headline_metric not in found_metrics:
@@ -201,6 +207,23 @@ def build_folder(
     return save_folder(
         model, out, metrics=found_metrics, recipe=recipe_path, name=name, base_model=base_model
     )
+
+
+def metrics_from_wandb_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """A run's summary and per-epoch history, read back with wandb's own tooling, in the
+    ``RunSummary`` key names the card renders."""
+    from ..reports.sources import read_wandb_run
+
+    record = read_wandb_run(run_dir)
+    out = {k: v for k, v in record.scalars.items() if "/" in k and not k.startswith("train/")}
+    out.pop("trainer/global_step", None)
+    epoch_times = [v for v in record.history.get("time/epoch_s", []) if v is not None]
+    if epoch_times:
+        out["run/epochs"] = len(epoch_times)
+        out["time/total_s"] = sum(epoch_times)
+    if record.scalars.get("trainer/global_step") is not None:
+        out["run/global_step"] = int(record.scalars["trainer/global_step"]) + 1
+    return out
 
 
 def upload_token(token: str | None = None) -> str:
