@@ -17,12 +17,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 
 from .nn import ODEBlock
 
 __all__ = [
     "SUMMARY_NAME",
+    "LastCheckpoint",
     "ResourceMonitor",
     "RunSummary",
     "SavedTensorMeter",
@@ -424,3 +426,16 @@ class RunSummary(pl.Callback):
             for key, value in facts.items():
                 self._scalars.setdefault(key, value)  # the training run's facts win
             self._write(trainer)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is always the end of training.
+
+    Lightning writes ``last`` at train end only if no ``last`` was written before; with
+    ``every_n_train_steps`` that leaves the final steps out (e.g. step 800 of 860), and
+    ``--ckpt_path last`` would then test stale weights.
+    """
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

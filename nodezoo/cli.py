@@ -23,6 +23,7 @@ from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from .callbacks import LastCheckpoint
 from .data.images import DatasetNotFoundError
 from .zoo.errors import ZooError
 
@@ -52,8 +53,8 @@ class NodezooCLI(LightningCLI):
     CHECKPOINT_SECTIONS = ("best_checkpoint", "last_checkpoint")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        for section in self.CHECKPOINT_SECTIONS:
-            parser.add_lightning_class_args(ModelCheckpoint, section)
+        parser.add_lightning_class_args(ModelCheckpoint, "best_checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

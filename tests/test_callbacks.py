@@ -116,3 +116,22 @@ def test_run_summary_keeps_history_across_resume(tmp_path, tiny_fashion_dir):
     assert history["nfe/forward"][0] == after_one["nfe/forward"]
     assert None not in history["nfe/forward"] and None not in history["val/acc"]
     assert summary["run/global_step"] == 6 and summary["time/total_s"] > after_one["time/total_s"]
+
+
+def test_last_checkpoint_is_the_end_of_training(tmp_path):
+    """Periodic saves must not leave last.ckpt behind the final step (Lightning skips the
+    train-end save once any last.ckpt exists)."""
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.demos.boring_classes import BoringModel
+
+    from nodezoo.callbacks import LastCheckpoint
+
+    ckpt = LastCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, every_n_train_steps=2)
+    trainer = pl.Trainer(
+        max_steps=5, callbacks=[ckpt], logger=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(BoringModel())
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True, map_location="cpu")
+    assert saved["global_step"] == 5
