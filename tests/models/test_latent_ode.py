@@ -3,6 +3,7 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from ragged import ragged_batch
 
 from nodezoo.data.spirals import SpiralsDataModule, make_spirals, spiral_batch
 from nodezoo.models.latent_ode import LatentODE
@@ -16,18 +17,6 @@ def tiny(**kw) -> LatentODE:
     torch.manual_seed(0)
     args = dict(obs_dim=2, latent_dim=3, encoder_hidden=8, field_hidden=8, decoder_hidden=8)
     return LatentODE(**(args | kw))
-
-
-def ragged_batch() -> dict:
-    """Two series with different numbers and times of observations and targets."""
-    return {
-        "obs_t": torch.tensor([[0.1, 0.3, 0.6], [0.2, 0.5, 0.5]]),
-        "obs_x": torch.randn(2, 3, 2),
-        "obs_mask": torch.tensor([[True, True, True], [True, True, False]]),
-        "target_t": torch.tensor([[0.8, 1.0], [0.7, 0.7]]),
-        "target_x": torch.randn(2, 2, 2),
-        "target_mask": torch.tensor([[True, True], [True, False]]),
-    }
 
 
 def seeded_loss(model, batch):

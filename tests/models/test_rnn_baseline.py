@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from ragged import ragged_batch
 
 from nodezoo.data.spirals import make_spirals, spiral_batch
 from nodezoo.models.rnn_baseline import RNNBaseline
@@ -10,17 +11,6 @@ from nodezoo.models.rnn_baseline import RNNBaseline
 def tiny(**kw) -> RNNBaseline:
     torch.manual_seed(0)
     return RNNBaseline(**({"obs_dim": 2, "hidden": 8} | kw))
-
-
-def ragged_batch() -> dict:
-    return {
-        "obs_t": torch.tensor([[0.1, 0.3, 0.6], [0.2, 0.5, 0.5]]),
-        "obs_x": torch.randn(2, 3, 2),
-        "obs_mask": torch.tensor([[True, True, True], [True, True, False]]),
-        "target_t": torch.tensor([[0.8, 1.0], [0.7, 0.7]]),
-        "target_x": torch.randn(2, 2, 2),
-        "target_mask": torch.tensor([[True, True], [True, False]]),
-    }
 
 
 def test_masked_values_do_not_change_the_loss():
