@@ -187,23 +187,28 @@ def run_padded(
 
 class ScaledTimeField(nn.Module):
     """``dh/ds = gap · f(h)`` for ``s`` in [0, 1]: one batched solve moves every series by its
-    own time gap (gaps may differ per series, and a zero gap leaves a series unchanged)."""
+    own time gap (gaps may differ per series, and a zero gap leaves a series unchanged).
+
+    The state is ``[h, gap]`` (``(B, H + 1)``) with ``d gap/ds = 0``: the gap travels with the
+    state instead of living on the module, so adjoint and checkpoint gradients, whose backward
+    solves run after the forward pass has moved on, still see each solve's own gap."""
 
     def __init__(self, field: nn.Module):
         super().__init__()
         self.field = field
-        self.gap: torch.Tensor | None = None  # (B, 1), set before each solve
 
-    def forward(self, s: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return self.gap * self.field(s, h)
+    def forward(self, s: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        h, gap = state[..., :-1], state[..., -1:]
+        return torch.cat([gap * self.field(s, h), torch.zeros_like(gap)], dim=-1)
 
 
 class ODERNNCell(nn.Module):
     """Rubanova et al.'s ODE-RNN step: ``h' = ODESolve(f, h, gap)`` then ``h = GRUCell(x, h')``.
 
     ``evolve(h, gap)`` integrates the hidden state over a per-series time ``gap`` (negative gaps
-    run backwards in time). It uses an :class:`ODEBlock`, so NFE callbacks find it; its
-    statistics describe the last gap only.
+    run backwards in time). It uses an :class:`ODEBlock` that sums its statistics over gaps
+    until ``reset_stats()`` (the encoder calls it once per sequence), so NFE callbacks see the
+    whole sequence's cost, forward and backward.
     """
 
     def __init__(
@@ -217,17 +222,16 @@ class ODERNNCell(nn.Module):
         super().__init__()
         field = MLPField(hidden_size, field_hidden or hidden_size, layers=1, activation="tanh")
         solver = {"method": "rk4", "step_size": 0.5, "gradient": "backprop"} | (solver or {})
-        self.ode = ODEBlock(ScaledTimeField(field), solver=solver, t0=0.0, t1=1.0)
+        self.ode = ODEBlock(
+            ScaledTimeField(field), solver=solver, t0=0.0, t1=1.0, accumulate_stats=True
+        )
         self.cell = make_cell(cell, input_size, hidden_size)
 
     def evolve(self, h: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
         if not bool((gap != 0).any()):
             return h
-        self.ode.field.gap = gap.unsqueeze(-1).to(h.dtype)
-        try:
-            return self.ode(h)
-        finally:
-            self.ode.field.gap = None
+        state = torch.cat([h, gap.unsqueeze(-1).to(h.dtype)], dim=-1)
+        return self.ode(state)[..., :-1]
 
     def forward(self, x: torch.Tensor, h: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
         return self.cell(x, self.evolve(h, gap))
@@ -292,6 +296,7 @@ class BackwardEncoder(nn.Module):
         return run_padded(self.rnn, reversed_inputs, lengths)[1]
 
     def _read_odernn(self, inputs, gaps, step_mask) -> torch.Tensor:
+        self.odernn.ode.reset_stats()
         h = inputs.new_zeros(inputs.shape[0], self.hidden)
         pending = torch.zeros_like(gaps[:, 0])  # gap from the observation read last to this one
         for i in reversed(range(inputs.shape[1])):

@@ -124,3 +124,39 @@ def test_odernn_evolve_follows_the_gap():
     back = cell.evolve(moved, torch.tensor([0.0, -1.0]))
     torch.testing.assert_close(back, h, atol=1e-2, rtol=0)  # approximately reversible
     assert math.isfinite(float(back.detach().sum()))
+
+
+def test_odernn_encoder_counts_every_gap_forward_and_backward():
+    """The callbacks read ``ODEBlock.stats`` after a pass: with one solve per observation gap,
+    it must hold the whole sequence, not just the last gap (fixed-step rk4 with h = 0.5 over
+    the unit interval: 2 steps x 4 stages = 8 evaluations per solve)."""
+    torch.manual_seed(0)
+    solver = {"method": "rk4", "step_size": 0.5, "gradient": "adjoint"}
+    enc = BackwardEncoder(obs_dim=2, latent_dim=3, hidden=5, ode_solver=solver)
+    t = torch.tensor([[0.5, 1.0, 1.5, 2.0, 2.5]])
+    x = torch.randn(1, 5, 2)
+    mean, logvar = enc(t, x, t0=0.0)
+    block = enc.odernn.ode
+    # gaps between the 5 observations (4 solves) and from the first one back to t0 (1 solve)
+    assert block.stats.nfe_forward == 5 * 8
+    (mean.sum() + logvar.sum()).backward()
+    assert block.stats.nfe_backward == 5 * 8  # adjoint: one backward solve per forward solve
+    enc(t, x, t0=0.0)  # a new pass starts new statistics
+    assert block.stats.nfe_forward == 5 * 8 and block.stats.nfe_backward == 0
+
+
+def test_odernn_checkpoint_gradients_equal_backprop():
+    """Checkpoint and adjoint backward solves run after the forward pass has moved on to later
+    gaps; each must still integrate with its own gap (it travels in the state)."""
+    t = torch.tensor([[0.3, 0.9, 1.2, 2.0], [0.1, 0.4, 1.7, 1.8]], dtype=torch.float64)
+    x = torch.randn(2, 4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    grads = {}
+    for gradient in ("backprop", "checkpoint"):
+        torch.manual_seed(0)
+        solver = {"method": "rk4", "step_size": 0.25, "gradient": gradient}
+        enc = BackwardEncoder(obs_dim=2, latent_dim=3, hidden=5, ode_solver=solver).double()
+        mean, logvar = enc(t, x, t0=0.0)
+        (mean.square().sum() + logvar.sum()).backward()
+        grads[gradient] = [p.grad.clone() for p in enc.parameters()]
+    for a, b in zip(grads["backprop"], grads["checkpoint"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
