@@ -58,13 +58,16 @@ class ImageDataModule(pl.LightningDataModule):
     split; the test set is only ever used by ``test``/``predict``. ``system_dir`` is a folder
     holding the raw ``.gz`` files (for instance a distribution package); they are unpacked into
     ``<data_dir>/<Dataset>/raw/`` on first use so torchvision's class loads them.
+    Training augmentation (``augment``): a random crop of the image padded by ``crop_padding``
+    pixels (the paper's 4; 0 turns it off) and, where ``horizontal_flip`` says so (default: the
+    data set's convention, on for CIFAR-10), a random left-right mirror.
     """
 
     dataset_class: ClassVar[type[datasets.VisionDataset]]
     num_classes: ClassVar[int] = 10
     in_channels: ClassVar[int]
     image_size: ClassVar[int]
-    horizontal_flip: ClassVar[bool] = False
+    flips_by_default: ClassVar[bool] = False  # mirror images are still the same class
     default_system_dir: ClassVar[str | None] = None
     how_to_get: ClassVar[str] = ""
 
@@ -77,6 +80,8 @@ class ImageDataModule(pl.LightningDataModule):
         val_size: int = 5000,
         seed: int = 0,
         augment: bool = True,
+        crop_padding: int = 4,
+        horizontal_flip: bool | None = None,
         pin_memory: bool = False,
         system_dir: str | None = None,
     ):
@@ -85,6 +90,8 @@ class ImageDataModule(pl.LightningDataModule):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         if val_size < 0:
             raise ValueError(f"val_size must be >= 0, got {val_size}")
+        if crop_padding < 0:
+            raise ValueError(f"crop_padding must be >= 0 (0: no random crop), got {crop_padding}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.save_hyperparameters()
@@ -95,6 +102,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.val_size = val_size
         self.seed = seed
         self.augment = augment
+        self.crop_padding = crop_padding
+        self.horizontal_flip = self.flips_by_default if horizontal_flip is None else horizontal_flip
         self.pin_memory = pin_memory
         self.system_dir = system_dir if system_dir is not None else self.default_system_dir
         self.train_set: Dataset | None = None
@@ -105,7 +114,9 @@ class ImageDataModule(pl.LightningDataModule):
     def train_transform(self):
         if not self.augment:
             return self.eval_transform()
-        steps = [transforms.RandomCrop(self.image_size, padding=4)]
+        steps = []
+        if self.crop_padding:
+            steps.append(transforms.RandomCrop(self.image_size, padding=self.crop_padding))
         if self.horizontal_flip:
             steps.append(transforms.RandomHorizontalFlip())
         return transforms.Compose([*steps, transforms.ToTensor()])
@@ -251,7 +262,7 @@ class CIFAR10DataModule(ImageDataModule):
 
     dataset_class = datasets.CIFAR10
     in_channels, image_size = 3, 32
-    horizontal_flip = True
+    flips_by_default = True
     how_to_get = (
         "put cifar-10-python.tar.gz in '{data_dir}' and set `download: true` (torchvision then "
         "only checks and unpacks it), or unpack it so that '{data_dir}/cifar-10-batches-py' exists"

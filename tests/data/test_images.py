@@ -63,6 +63,43 @@ def test_split_is_fixed_by_seed_and_val_is_not_augmented(tmp_path):
     assert any(not torch.equal(d, stored) for d in draws)
 
 
+def _shifted(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``image`` moved by (dy, dx) pixels with zeros shifted in (what pad + crop does)."""
+    h, w = image.shape
+    out = torch.zeros_like(image)
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("crop_padding", "horizontal_flip"), [(0, False), (2, False), (0, True), (1, True)]
+)
+def test_augmentation_is_a_shift_within_the_padding_and_an_optional_mirror(
+    tmp_path, crop_padding, horizontal_flip
+):
+    write_tiny_idx(tmp_path / "MNIST" / "raw", n_train=12, n_test=2)
+    dm = MNISTDataModule(
+        data_dir=str(tmp_path),
+        val_size=2,
+        crop_padding=crop_padding,
+        horizontal_flip=horizontal_flip,
+    )
+    dm.setup("fit")
+    stored = dm.train_set.subset.dataset.data[dm.train_set.subset.indices[0]].float() / 255
+    mirrors = [stored, stored.flip(-1)] if horizontal_flip else [stored]
+    r = range(-crop_padding, crop_padding + 1)
+    allowed = [_shifted(m, dy, dx) for m in mirrors for dy in r for dx in r]
+    draws = [dm.train_set[0][0][0] for _ in range(40)]
+    for draw in draws:
+        assert any(torch.equal(draw, a) for a in allowed)
+    distinct = {tuple(d.flatten().tolist()) for d in draws}
+    assert (len(distinct) == 1) == (crop_padding == 0 and not horizontal_flip)
+    with pytest.raises(ValueError, match="crop_padding"):
+        MNISTDataModule(data_dir=str(tmp_path), crop_padding=-1)
+
+
 def test_cifar10_pickled_batches(tmp_path, monkeypatch):
     md5 = write_tiny_cifar10(tmp_path, per_batch=8)
     # torchvision checks every batch's md5 against the real files' sums: point it at ours

@@ -1,3 +1,4 @@
+import itertools
 from types import SimpleNamespace
 
 import pytest
@@ -158,7 +159,7 @@ def test_bad_inputs_get_clear_errors():
         ({"image_size": 4}, ValueError, "at least 6x6"),
         ({"mean": [0.1, 0.2], "std": [1.0, 1.0]}, ValueError, "one value per input channel"),
         ({"optimizer": "lbfgs"}, ValueError, "sgd, adam, adamw"),
-        ({"lr_schedule": "step"}, ValueError, "multistep, cosine, constant"),
+        ({"lr_schedule": "step"}, ValueError, "multistep, cosine, onecycle, constant"),
         ({"solver": {"tolerance": 1e-3}}, SolverConfigError, "Unknown solver setting"),
     ],
 )
@@ -185,6 +186,28 @@ def test_optimizers_and_schedules():
     ]
     adamw = ImageClassifier("mlp", width=8, optimizer="adamw", lr_schedule="constant")
     assert isinstance(adamw.configure_optimizers(), torch.optim.AdamW)
+
+
+def test_onecycle_warms_up_then_decays_every_step():
+    model = ImageClassifier("mlp", width=8, optimizer="adam", lr=0.01, lr_schedule="onecycle")
+    with pytest.raises(ValueError, match="max_epochs or max_steps"):
+        model.configure_optimizers()
+    model._trainer = SimpleNamespace(estimated_stepping_batches=100)
+    conf = model.configure_optimizers()
+    assert conf["lr_scheduler"]["interval"] == "step"
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = max(range(100), key=lrs.__getitem__)
+    assert peak in (24, 25) and lrs[peak] == pytest.approx(0.01)  # lr_warmup = 0.25 of the run
+    assert lrs[0] == pytest.approx(0.01 / 25) and lrs[-1] < 1e-5
+    assert all(a <= b for a, b in itertools.pairwise(lrs[: peak + 1]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[peak:]))
+    with pytest.raises(ValueError, match="lr_warmup"):
+        ImageClassifier("mlp", width=8, lr_warmup=1.5)
 
 
 @pytest.mark.parametrize("backbone", ["odenet", "resnet"])
