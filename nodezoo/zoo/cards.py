@@ -84,6 +84,8 @@ MODEL_INDEX_METRICS = {
     "test/rmse_n50": ("rmse", "test rmse (50 observed points)"),
     "test/rmse_n100": ("rmse", "test rmse (100 observed points)"),
 }
+# metrics.json key holding a Markdown comparison with baselines (``nodezoo compare``'s table).
+COMPARISON_KEY = "report/comparison"
 # metrics.json keys "paper/<key>" hold the published number for "<key>" (shown beside ours).
 PAPER_PREFIX = "paper/"
 
@@ -210,6 +212,8 @@ def render_card(
     lines += ["", "## Results", ""]
     lines += _results_table(metrics, max_epochs)
     lines.append("")
+    if metrics.get(COMPARISON_KEY):
+        lines += ["## Compared with baselines", "", str(metrics[COMPARISON_KEY]).strip(), ""]
 
     lines += ["## Training recipe", ""]
     command = metrics.get("run/command") or (

@@ -160,6 +160,12 @@ def main_publish(argv: Sequence[str]) -> int:
         help="a training fact for the card the run did not record, e.g. "
         "run/hardware='2 CPU cores' or run/max_epochs=30 (repeatable)",
     )
+    parser.add_argument(
+        "--comparison",
+        metavar="FILE",
+        help="a Markdown comparison with baselines for the card (nodezoo compare's table.md, "
+        "with a line saying how it was made)",
+    )
     parser.add_argument("--data-dir", help="data_dir for measuring missing test metrics")
     parser.add_argument("--limit-batches", type=int, help="limit that measurement's batches")
     args = parser.parse_args(list(argv))
@@ -167,6 +173,17 @@ def main_publish(argv: Sequence[str]) -> int:
         parser.error("give --repo-id ORG/NAME to upload, or --out DIR to only build the folder")
     from .publish import build_folder, upload_folder, upload_token
 
+    facts = _parse_facts(parser, args.fact)
+    if args.comparison:
+        from .cards import COMPARISON_KEY
+
+        try:
+            facts[COMPARISON_KEY] = Path(args.comparison).read_text()
+        except OSError as err:
+            raise ZooError(
+                f"--comparison {args.comparison}: cannot read it ({err.strerror or err}); give "
+                "the Markdown file nodezoo compare wrote (table.md)."
+            ) from err
     if args.repo_id:
         upload_token()  # fail on a missing token or offline mode before any work
 
@@ -180,7 +197,7 @@ def main_publish(argv: Sequence[str]) -> int:
             name=name,
             data_dir=args.data_dir,
             limit_batches=args.limit_batches,
-            facts=_parse_facts(parser, args.fact),
+            facts=facts,
         )
 
     if args.out:

@@ -91,6 +91,16 @@ def test_cli_publish_out_and_bad_source(trained_run, tmp_path, capsys):
     args = [str(trained_run["checkpoint"]), "--out", str(out), "--metrics", str(metrics)]
     assert main_publish(args) == 0
     assert json.loads((out / "metrics.json").read_text())["test/acc"] == 0.5
+    assert "## Compared with baselines" not in (out / "README.md").read_text()
+    table = tmp_path / "table.md"
+    table.write_text("| Model | Test error |\n|---|---|\n| ODE-Net | 12.34% |\n")
+    assert main_publish([*args, "--comparison", str(table)]) == 0
+    card = (out / "README.md").read_text()
+    section = card.split("## Compared with baselines", 1)[1]
+    assert (
+        section.lstrip().startswith("| Model | Test error |") and "| ODE-Net | 12.34% |" in section
+    )
+    assert main_publish([*args, "--comparison", str(tmp_path / "missing.md")]) == 2
     assert main_publish([str(tmp_path / "nope.ckpt"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "nodezoo publish: error:" in err and "Traceback" not in err
