@@ -168,6 +168,12 @@ def main_publish(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--data-dir", help="data_dir for measuring missing test metrics")
     parser.add_argument("--limit-batches", type=int, help="limit that measurement's batches")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="seed of generated test data for that measurement (spirals: the test seed; the "
+        "recipe's own seed is the training data's)",
+    )
     args = parser.parse_args(list(argv))
     if not args.repo_id and not args.out:
         parser.error("give --repo-id ORG/NAME to upload, or --out DIR to only build the folder")
@@ -198,6 +204,7 @@ def main_publish(argv: Sequence[str]) -> int:
             data_dir=args.data_dir,
             limit_batches=args.limit_batches,
             facts=facts,
+            seed=args.seed,
         )
 
     if args.out:

@@ -146,6 +146,7 @@ def build_folder(
     data_dir: str | None = None,
     limit_batches: int | None = None,
     facts: Mapping[str, Any] | None = None,
+    seed: int | None = None,
 ) -> Path:
     """Write the zoo folder for ``source`` (a Lightning checkpoint, or an existing zoo folder /
     name / repo id to re-render) into ``out``.
@@ -154,7 +155,8 @@ def build_folder(
     checkpoint, else the folder's metrics.json; ``metrics`` may also be a W&B (offline) run
     directory, for runs made before ``RunSummary`` existed. ``facts`` (``run/command``,
     ``run/hardware``, ``run/notes``, ...) are added as given. The recipe: ``recipe``, else the run's
-    config.yaml. Test metrics the run did not record are measured (``nodezoo evaluate``).
+    config.yaml. Test metrics the run did not record are measured (``nodezoo evaluate``), with
+    ``seed`` for generated test data (spirals: pass the test seed, not the training seed).
     """
     from .evaluation import evaluate
 
@@ -201,7 +203,11 @@ def build_folder(
         if recipe_path is not None:
             recipe_dict = yaml.safe_load(recipe_path.read_text()) or {}
             measured = evaluate(
-                model=model, recipe=recipe_dict, data_dir=data_dir, limit_batches=limit_batches
+                model=model,
+                recipe=recipe_dict,
+                data_dir=data_dir,
+                limit_batches=limit_batches,
+                seed=seed,
             )
             found_metrics = {**measured, **found_metrics}  # the run's own numbers win
     return save_folder(

@@ -140,3 +140,18 @@ def test_list_shows_spirals_models_with_their_rmse():
             continue
         assert rows[name]["metric"] == "test/rmse_n30"
         assert rows[name]["value"] == read_metrics(zoo_root() / name)["test/rmse_n30"]
+
+
+def test_publish_measures_with_the_test_seed_it_is_given(trained, tmp_path):
+    """publish measures missing test metrics itself; with ``--seed`` those are on the test
+    spirals of that seed (the recipe's own seed draws the training spirals)."""
+    from nodezoo.zoo.commands import main_publish
+
+    _, model, ckpt, recipe_path = trained
+    out = tmp_path / "published"
+    args = [str(ckpt), "--out", str(out), "--recipe", str(recipe_path), "--seed", str(TEST_SEED)]
+    assert main_publish(args) == 0
+    shipped = json.loads((out / "metrics.json").read_text())
+    assert shipped["test/seed"] == TEST_SEED
+    spirals = make_spirals(12, seed=TEST_SEED, n_obs=50, horizon=10)
+    assert shipped["test/rmse_n50"] == pytest.approx(forecast_rmse(model, spirals), rel=1e-6)
