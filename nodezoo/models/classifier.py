@@ -186,8 +186,12 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
         if hp.lr_schedule == "constant":
             return opt
         if hp.lr_schedule == "onecycle":
+            total = self._total_steps()
+            # torch divides by zero when the warm-up ends on step 0 (warmup * total == 1):
+            # a run too short for 1.5 warm-up steps starts at the peak instead.
+            warmup = hp.lr_warmup if hp.lr_warmup * total >= 1.5 else 0.5 / total
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=hp.lr, total_steps=self._total_steps(), pct_start=hp.lr_warmup
+                opt, max_lr=hp.lr, total_steps=total, pct_start=warmup
             )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         if hp.lr_schedule == "cosine":

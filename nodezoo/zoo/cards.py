@@ -153,7 +153,7 @@ def _results_table(metrics: Mapping[str, Any], max_epochs) -> list[str]:
             rows.append(row(label, fmt(metrics[key]), key, fmt))
     if max_epochs is not None:
         rows.append(row("Recipe's max_epochs", str(max_epochs)))
-    skip = ("run/", PAPER_PREFIX)
+    skip = ("run/", "report/", PAPER_PREFIX)  # facts and reports have sections of their own
     for key in sorted(k for k in metrics if k not in METRIC_ROWS and not k.startswith(skip)):
         rows.append(row(f"`{key}`", _num(metrics[key]), key))
     return rows

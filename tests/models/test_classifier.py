@@ -210,6 +210,21 @@ def test_onecycle_warms_up_then_decays_every_step():
         ImageClassifier("mlp", width=8, lr_warmup=1.5)
 
 
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 7])
+def test_onecycle_works_for_runs_of_a_few_steps(total):
+    model = ImageClassifier("mlp", width=8, optimizer="adam", lr=0.01, lr_schedule="onecycle")
+    model._trainer = SimpleNamespace(estimated_stepping_batches=total)
+    conf = model.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert all(0 < lr <= 0.01 + 1e-12 for lr in lrs)
+    assert lrs[-1] < lrs[0] or total == 1  # it decays to the end of the run
+
+
 @pytest.mark.parametrize("backbone", ["odenet", "resnet"])
 def test_a_few_steps_lower_the_loss(backbone):
     torch.manual_seed(0)

@@ -96,6 +96,7 @@ def test_cli_publish_out_and_bad_source(trained_run, tmp_path, capsys):
     table.write_text("| Model | Test error |\n|---|---|\n| ODE-Net | 12.34% |\n")
     assert main_publish([*args, "--comparison", str(table)]) == 0
     card = (out / "README.md").read_text()
+    assert card.count("| ODE-Net | 12.34% |") == 1  # in its own section, not a results row
     section = card.split("## Compared with baselines", 1)[1]
     assert (
         section.lstrip().startswith("| Model | Test error |") and "| ODE-Net | 12.34% |" in section
