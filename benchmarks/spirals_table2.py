@@ -98,9 +98,13 @@ def train(name: str, n_obs, args, ckpt: Path) -> pl.LightningModule:
     )
     start = time.perf_counter()
     trainer.fit(model, data)
-    print(f"[{ckpt.stem}] trained in {time.perf_counter() - start:.0f}s", flush=True)
+    seconds = time.perf_counter() - start
+    print(f"[{ckpt.stem}] trained in {seconds:.0f}s", flush=True)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(ckpt)
+    # The run's facts beside its checkpoint, for the model card (model_cards/build_spirals.sh).
+    facts = {"time/total_s": round(seconds, 1), "run/threads": args.threads}
+    ckpt.with_suffix(".json").write_text(json.dumps(facts, indent=2))
     return model
 
 
@@ -138,7 +142,7 @@ def main(argv=None) -> dict:
         action="store_true",
         help="train on the observed points only (torchdiffeq's example), not the 100 after them",
     )
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps per model")
+    p.add_argument("--steps", type=int, default=4000, help="optimiser steps per model")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--lr", type=float, default=0.01)
