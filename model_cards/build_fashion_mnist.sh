@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Build the five Fashion-MNIST zoo folders in one command: train each model with its recipe,
+# compare them (nodezoo compare), and publish each folder with that comparison on its card.
+#
+#   EPOCHS=1 bash model_cards/build_fashion_mnist.sh      # what the shipped folders used
+#   bash model_cards/build_fashion_mnist.sh               # the recipes' full 30 epochs
+#
+# Every model gets the same budget (EPOCHS, the recipe's optimiser, schedule and batch). A run
+# that stops is resumed from its last.ckpt when the script is started again. Test metrics are
+# measured by publish with the same code as `nodezoo evaluate`. HARDWARE is written on the cards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EPOCHS=${EPOCHS:-30}
+RUNS=${RUNS:-runs/zoo/fashion_mnist}
+OUT=${OUT:-model_cards}
+REPORT=${REPORT:-reports/fashion_mnist_zoo}
+HARDWARE=${HARDWARE:-"2 shared CPU cores (AMD EPYC), no GPU"}
+MODELS=${MODELS:-"odenet mlp revnet rknet resnet"}
+
+for model in $MODELS; do
+    dir="$RUNS/$model"
+    resume=()
+    if [ -f "$dir/checkpoints/last.ckpt" ] && [ ! -f "$dir/done" ]; then
+        resume=(--ckpt_path last)
+    fi
+    if [ ! -f "$dir/done" ]; then
+        nodezoo fit --config "recipes/fashion_mnist/$model.yaml" --trainer.max_epochs "$EPOCHS" \
+            --trainer.default_root_dir "$dir" \
+            --trainer.logger.init_args.name "$model-fashion-mnist" "${resume[@]}"
+        touch "$dir/done"
+    fi
+done
+
+publish() {  # publish MODEL [extra publish args...]
+    local model=$1 recipe_epochs
+    shift
+    recipe_epochs=$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["trainer"]["max_epochs"])' \
+        "recipes/fashion_mnist/$model.yaml")
+    nodezoo publish "$RUNS/$model/checkpoints/last.ckpt" --out "$OUT/$model-fashion-mnist" \
+        --name "$model-fashion-mnist" --recipe "recipes/fashion_mnist/$model.yaml" \
+        --fact "run/command=EPOCHS=$EPOCHS bash model_cards/build_fashion_mnist.sh" \
+        --fact "run/hardware=$HARDWARE" --fact run/seed=0 --fact "run/max_epochs=$recipe_epochs" \
+        --fact "run/notes=Trained by model_cards/build_fashion_mnist.sh with recipes/fashion_mnist/$model.yaml and --trainer.max_epochs $EPOCHS (every Fashion-MNIST zoo model had the same budget); the weights are the end of training (last.ckpt). Wall-clock times were measured on a machine shared with other jobs." \
+        "$@"
+}
+
+# Test metrics first (publish measures them), then the comparison over the published folders,
+# then the folders again with the comparison on each card.
+folders=()
+for model in $MODELS; do
+    publish "$model"
+    folders+=("$OUT/$model-fashion-mnist")
+done
+nodezoo compare "${folders[@]}" --out "$REPORT" --memory-sweep
+{
+    echo "Made by \`EPOCHS=$EPOCHS bash model_cards/build_fashion_mnist.sh\` (\`nodezoo compare\`;"
+    echo "plots and CSV in \`$REPORT/\`). Same recipe budget for every model; test set of 10,000 images."
+    echo
+    cat "$REPORT/table.md"
+} > "$REPORT/card_section.md"
+for model in $MODELS; do
+    publish "$model" --comparison "$REPORT/card_section.md"
+done
