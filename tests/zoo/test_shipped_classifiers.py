@@ -1,0 +1,43 @@
+"""The shipped Fashion-MNIST zoo folders: their cards' test metrics are what their weights give
+on the real test set now (the spirals folders have the same check in test_spirals_zoo.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from nodezoo.zoo import evaluate
+from nodezoo.zoo.pretrained import read_metrics
+from nodezoo.zoo.registry import zoo_names, zoo_root
+
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+SHIPPED = tuple(f"{m}-fashion-mnist" for m in ("odenet", "rknet", "resnet", "revnet", "mlp"))
+
+pytestmark = pytest.mark.skipif(
+    not DEBIAN_FASHION.is_dir(), reason="dataset-fashion-mnist is not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def fashion_dir(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("shipped_fashion")
+    yield str(data_dir)
+    shutil.rmtree(data_dir)  # the unpacked IDX files, ~55 MB
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_classifier_reproduces_its_card(name, fashion_dir):
+    if name not in zoo_names():
+        pytest.skip(f"{name} is not shipped in this checkout")
+    folder = zoo_root() / name
+    shipped = read_metrics(folder)
+    torch.set_num_threads(2)
+    fresh = evaluate(folder, data_dir=fashion_dir)  # the recipe's batches, as publish measured
+    assert fresh["test/samples"] == shipped["test/samples"] == 10000
+    assert fresh["model/params"] == shipped["model/params"]
+    for key in ("test/acc", "test/loss", "test/nfe_forward"):
+        if key in shipped or key in fresh:
+            assert fresh[key] == pytest.approx(shipped[key], rel=1e-5), key
