@@ -1,5 +1,6 @@
 """LightningDataModules: torchvision image sets (and, from other modules, time series)."""
 
+from .digits import DigitsDataModule
 from .images import (
     CIFAR10DataModule,
     DatasetNotFoundError,
@@ -13,6 +14,7 @@ from .timeseries import TimeSeriesDataModule
 __all__ = [
     "CIFAR10DataModule",
     "DatasetNotFoundError",
+    "DigitsDataModule",
     "FashionMNISTDataModule",
     "ImageDataModule",
     "MNISTDataModule",

@@ -31,6 +31,10 @@ DATASETS = {
     "FashionMNISTDataModule": ("Fashion-MNIST", "zalando-datasets/fashion_mnist"),
     "MNISTDataModule": ("MNIST", "ylecun/mnist"),
     "CIFAR10DataModule": ("CIFAR-10", "uoft-cs/cifar10"),
+    "DigitsDataModule": (
+        "UCI handwritten digits (scikit-learn's copy, 8x8 resized to 28x28)",
+        None,
+    ),
     "SpiralsDataModule": ("Spirals (synthetic, Chen et al. 2018)", None),
 }
 

@@ -13,18 +13,24 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes/finetune/odenet_fashion_mnist_to_mnist.yaml"
+FINETUNE = Path(__file__).resolve().parents[2] / "recipes" / "finetune"
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "recipe", ["odenet_fashion_mnist_to_mnist", "odenet_fashion_mnist_to_digits"]
+)
 def test_finetune_recipe_starts_from_pretrained_weights(
-    zoo_folder, tiny_fashion_dir, tmp_path, clean_env
+    recipe, zoo_folder, tiny_fashion_dir, tmp_path, clean_env
 ):
     data_dir = tmp_path / "data"
-    raw = data_dir / "MNIST" / "raw"  # MNIST's layout, filled with tiny IDX files
-    raw.mkdir(parents=True)
-    for gz in (tiny_fashion_dir / "FashionMNIST" / "raw").glob("*.gz"):
-        shutil.copy(gz, raw / gz.name)
+    if recipe.endswith("mnist"):
+        raw = data_dir / "MNIST" / "raw"  # MNIST's layout, filled with tiny IDX files
+        raw.mkdir(parents=True)
+        for gz in (tiny_fashion_dir / "FashionMNIST" / "raw").glob("*.gz"):
+            shutil.copy(gz, raw / gz.name)
+    else:
+        pytest.importorskip("sklearn")  # the digits ship with scikit-learn (a dev dependency)
     config = json.loads((zoo_folder / "config.json").read_text())
     run_dir = tmp_path / "run"
     overrides = {
@@ -45,7 +51,8 @@ def test_finetune_recipe_starts_from_pretrained_weights(
         "trainer.logger": "false",
     }
     args = [f"--{k}={v}" for k, v in overrides.items()]
-    cmd = [sys.executable, "-m", "nodezoo.cli", "fit", "--config", str(RECIPE), *args]
+    config_path = FINETUNE / f"{recipe}.yaml"
+    cmd = [sys.executable, "-m", "nodezoo.cli", "fit", "--config", str(config_path), *args]
     proc = subprocess.run(cmd, env=clean_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     checkpoint = torch.load(
