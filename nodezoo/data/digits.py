@@ -58,21 +58,20 @@ class DigitsDataModule(pl.LightningDataModule):
         if val_size < 0 or test_size < 1:
             raise ValueError(f"need val_size >= 0 and test_size >= 1, got {val_size}, {test_size}")
         self.save_hyperparameters()
-        self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
-        self.val_size, self.test_size, self.seed = val_size, test_size, seed
         self.splits: dict[str, TensorDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        images, labels = load_digits_images(self.image_size)
-        if self.val_size + self.test_size >= len(labels):
+        hp = self.hparams
+        images, labels = load_digits_images(hp.image_size)
+        test, val = hp.test_size, hp.test_size + hp.val_size
+        if val >= len(labels):
             raise ValueError(
-                f"val_size + test_size = {self.val_size + self.test_size} leaves no training "
-                f"images: the data set has {len(labels)}"
+                f"val_size + test_size = {val} leaves no training images: the data set has "
+                f"{len(labels)}"
             )
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
-        test, val = self.test_size, self.test_size + self.val_size
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.seed))
         for name, index in (
             ("test", order[:test]),
             ("val", order[test:val]),
@@ -81,13 +80,12 @@ class DigitsDataModule(pl.LightningDataModule):
             self.splits[name] = TensorDataset(images[index], labels[index])
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        if not self.splits:
-            raise RuntimeError("call setup() before asking for a dataloader")
+        self.setup()
         return DataLoader(
             self.splits[name],
-            batch_size=self.batch_size,
+            batch_size=self.hparams.batch_size,
             shuffle=shuffle,
-            num_workers=self.num_workers,
+            num_workers=self.hparams.num_workers,
         )
 
     def train_dataloader(self) -> DataLoader:

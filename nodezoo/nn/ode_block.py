@@ -33,7 +33,7 @@ class ODEBlock(nn.Module):
         self.solver = SolverConfig.from_dict(solver)
         self.t0, self.t1 = float(t0), float(t1)
         self.accumulate_stats = accumulate_stats
-        self.stats = SolveStats()
+        self.reset_stats()
 
     def reset_stats(self) -> None:
         """Start new statistics (the backward counts of earlier calls go to the old object)."""
