@@ -52,7 +52,7 @@ for model in $MODELS; do
     publish "$model"
     folders+=("$OUT/$model-fashion-mnist")
 done
-nodezoo compare "${folders[@]}" --out "$REPORT" --memory-sweep
+nodezoo compare "${folders[@]}" --out "$REPORT" --memory-sweep --limit-batches all
 {
     echo "Made by \`EPOCHS=$EPOCHS bash model_cards/build_fashion_mnist.sh\` (\`nodezoo compare\`;"
     echo "plots and CSV in \`$REPORT/\`). Same recipe budget for every model; test set of 10,000 images."

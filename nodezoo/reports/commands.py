@@ -49,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
         help="do not re-evaluate ODE checkpoints/zoo models at each tolerance",
     )
     parser.add_argument(
-        "--limit-batches", type=int, default=4, help="test batches per tolerance (default 4)"
+        "--limit-batches",
+        type=_batch_limit,
+        default=4,
+        help="test batches per tolerance (default 4: a quick look) or 'all' (the whole test set)",
     )
     parser.add_argument("--data-dir", help="data folder for re-evaluation (overrides the recipe)")
     parser.add_argument("--batch-size", type=int, help="test batch size for re-evaluation")
@@ -72,6 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--project", default="nodezoo", help="W&B project (default nodezoo)")
     parser.add_argument("--title", default="nodezoo: model comparison", help="report title")
     return parser
+
+
+def _batch_limit(text: str) -> int | None:
+    """``--limit-batches``: a positive count, or ``all`` (None: no limit)."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of batches or 'all', got {text!r}"
+        ) from None
 
 
 def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:

@@ -267,6 +267,10 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     assert "neither a path nor a shipped zoo name" in capsys.readouterr().err
     assert main_compare([str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no summary.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main_compare([str(tmp_path), "--out", str(tmp_path / "o"), "--limit-batches", "most"])
+    assert stop.value.code == 2
+    assert "expected a number of batches or 'all', got 'most'" in capsys.readouterr().err
 
 
 def test_zoo_folder_is_compared_and_reevaluated(runs, tmp_path):
@@ -287,3 +291,13 @@ def test_zoo_folder_is_compared_and_reevaluated(runs, tmp_path):
     assert row["source"] == "zoo" and float(row["test_acc"]) == metrics["test/acc"]
     (sweep,) = _read_csv(out / "tolerance_sweep.csv")
     assert sweep["name"] == "tiny-odenet" and float(sweep["test/nfe_forward"]) >= 6
+
+    # 'all' sweeps the whole test set: at the recipe's own tolerance it is nodezoo evaluate.
+    from nodezoo.zoo import evaluate
+
+    args = [str(folder), "--out", str(out), "--tolerances", "1e-3", "--limit-batches", "all"]
+    assert main_compare(args) == 0
+    (sweep,) = _read_csv(out / "tolerance_sweep.csv")
+    full = evaluate(folder)
+    assert float(sweep["test/acc"]) == pytest.approx(full["test/acc"])
+    assert float(sweep["test/loss"]) == pytest.approx(full["test/loss"], rel=1e-5)
