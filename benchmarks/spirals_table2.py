@@ -5,9 +5,14 @@
 
 Protocol (Chen et al. 2018 §5.1, our choices where the paper is silent):
 * Data: ``nodezoo.data.spirals`` (1000 training spirals, half clockwise, σ = 0.3 noise).
-* One model per family, trained on series whose number of observed points is drawn per
+* Rows (``--models``): ``rnn_no_gaps``, a 25-unit GRU that reads the observed values (and
+  their mask) only, so it cannot see the irregular gaps between observations (our reading of
+  the paper's RNN row), ``rnn``, the same with the time gap to the next point as an input (the
+  paper's Δt variant), ``latent_ode`` (the paper's RNN
+  recognition network) and ``latent_ode_odernn`` (Rubanova et al.'s ODE-RNN encoder).
+* One model per row, trained on series whose number of observed points is drawn per
   series from {30, 50, 100} (``--per-n`` trains one model per n instead). The training loss
-  covers the observed points and the 100 (noisy) points after the window, for both families
+  covers the observed points and the 100 (noisy) points after the window, for every row
   (``--reconstruct-only``: the observed points only, so extrapolation is never trained).
 * Test: ``--n-test`` fresh spirals from ``--test-seed``; the same spirals for every n, only
   the observed subset changes. RMSE of the predicted mean (Latent ODE: decoded posterior mean;

@@ -115,7 +115,7 @@ def test_limit_batches_keeps_the_first_series(trained):
     assert quick["test/rmse_n50"] == pytest.approx(forecast_rmse(model, first), rel=1e-5)
 
 
-SHIPPED = ("latent-ode-spirals", "rnn-spirals")
+SHIPPED = ("latent-ode-spirals", "latent-ode-odernn-spirals", "rnn-spirals")
 
 
 @pytest.mark.parametrize("name", SHIPPED)
