@@ -45,4 +45,4 @@ nodezoo publish "$RUNS/odenet_fashion_mnist_to_digits/checkpoints/last.ckpt" \
     --recipe "$RECIPE" --comparison "$REPORT/card_section.md" \
     --fact "run/command=bash model_cards/build_digits_finetune.sh" \
     --fact "run/hardware=$HARDWARE" --fact run/seed=0 \
-    --fact "run/notes=Fine-tuned by model_cards/build_digits_finetune.sh: nodezoo fit --config $RECIPE (pretrained: odenet-fashion-mnist, 10 epochs of 1,200 digits, AdamW one-cycle to lr 3e-3); the weights are the end of training (last.ckpt). Wall-clock times were measured on a machine shared with other jobs."
+    --fact "run/notes=Fine-tuned by model_cards/build_digits_finetune.sh: nodezoo fit --config $RECIPE (pretrained: odenet-fashion-mnist, 10 epochs of 1,200 digits, AdamW one-cycle to lr 3e-3); the weights are the end of training (last.ckpt)."
