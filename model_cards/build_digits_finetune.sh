@@ -9,7 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RECIPE=recipes/finetune/odenet_fashion_mnist_to_digits.yaml
-RUNS=${RUNS:-runs/finetune}
+# One run folder per pretrained weights: after odenet-fashion-mnist is rebuilt, the fine-tune is
+# trained again instead of being skipped by the old run's `done` marker.
+PRETRAINED_ID=$(sha256sum model_cards/odenet-fashion-mnist/model.safetensors | cut -c1-12)
+RUNS=${RUNS:-runs/finetune/$PRETRAINED_ID}
 OUT=${OUT:-model_cards}
 REPORT=${REPORT:-reports/digits_finetune}
 HARDWARE=${HARDWARE:-"2 shared CPU cores (AMD EPYC), no GPU"}

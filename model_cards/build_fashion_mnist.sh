@@ -6,9 +6,10 @@
 #   bash model_cards/build_fashion_mnist.sh               # the recipes' full 30 epochs
 #
 # Every model gets the same budget (EPOCHS, the recipe's optimiser, schedule and batch). A run
-# that stops is resumed from its last.ckpt when the script is started again; runs live in one
-# folder per EPOCHS (the one-cycle schedule spans the whole run, so a budget is never extended). Test metrics are
-# measured by publish with the same code as `nodezoo evaluate`. HARDWARE is written on the cards.
+# that stops is resumed from its last.ckpt when the script is started again. Runs live in one
+# folder per EPOCHS: the one-cycle schedule spans the whole run, so a finished short run is never
+# extended or published as a longer one. Test metrics are measured by publish with the same code
+# as `nodezoo evaluate`. HARDWARE is written on the cards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
