@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .digits import DigitsDataModule
 
@@ -124,7 +124,7 @@ class EpochSampler(Sampler):
 
 
 class FreshBatches(Dataset):
-    """Batch ``(epoch, i)`` of a 2-D density: ``batch_size`` points, seeded by ``(seed, epoch, i)``."""
+    """Batch ``(epoch, i)`` of a 2-D density: ``batch_size`` points, seed ``(seed, epoch, i)``."""
 
     def __init__(self, name: str, batch_size: int, seed: int):
         self.name, self.batch_size, self.seed = _density_name(name), batch_size, seed
@@ -225,7 +225,7 @@ class DigitsDensityDataModule(pl.LightningDataModule):
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         self.save_hyperparameters()
-        self.splits: dict[str, Dataset] = {}
+        self.splits: dict[str, Dataset | torch.Tensor] = {}
         self._pixels: dict[str, torch.Tensor] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -244,7 +244,7 @@ class DigitsDensityDataModule(pl.LightningDataModule):
                 self.splits[name] = DequantisedDigits(pixels)
             else:
                 noise = torch.rand(pixels.shape, generator=generator)
-                self.splits[name] = TensorDataset((pixels + noise) / DIGIT_LEVELS)
+                self.splits[name] = (pixels + noise) / DIGIT_LEVELS  # batches of plain tensors
 
     def pixels(self, split: str) -> torch.Tensor:
         """The integer values ``(N, 64)`` of a split (for plots and checks)."""

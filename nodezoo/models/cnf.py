@@ -223,8 +223,13 @@ class CNF(pl.LightningModule):
 
     def log_prob(self, x: torch.Tensor, trace: str | None = None) -> torch.Tensor:
         """``log p(x)`` per sample, ``(B,)``, in nats. ``trace`` overrides the model's choice
-        (``hparams.trace`` in training mode, ``hparams.eval_trace`` in eval mode)."""
+        (``hparams.trace`` in training mode, ``hparams.eval_trace`` in eval mode). Works under
+        ``torch.inference_mode`` (Lightning's validate/test) by leaving it: the trace needs
+        autograd even when nothing is trained."""
         self._check_input(x)
+        if torch.is_inference_mode_enabled():
+            with torch.inference_mode(False), torch.no_grad():
+                return self.log_prob(x.clone(), trace)
         exact = self._exact(trace)
         self.dynamics.noise = None if exact else draw_noise(x, self.hparams.noise)
         delta0 = x.new_zeros(x.shape[0])
