@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -200,3 +202,72 @@ def test_model_and_data_dimensions_must_agree(tmp_path):
     )
     with pytest.raises(ValueError, match="dim=3 but the data module gives 2"):
         trainer.fit(CNF(dim=3), data)
+
+
+DENSITY_RECIPES = sorted(
+    (Path(__file__).resolve().parents[2] / "recipes" / "density").glob("*.yaml")
+)
+
+
+def test_the_four_density_recipes_exist():
+    names = {p.stem for p in DENSITY_RECIPES}
+    assert {"cnf_checkerboard", "cnf_two_spirals", "cnf_8gaussians", "cnf_digits"} <= names
+
+
+@pytest.mark.parametrize("recipe", DENSITY_RECIPES, ids=lambda p: p.stem)
+def test_density_recipes_parse(recipe, capsys):
+    from nodezoo.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["fit", f"--config={recipe}", "--print_config"])
+    assert info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "class_path: nodezoo.models.cnf.CNF" in printed
+    assert "nodezoo.callbacks.SolverStatsMonitor" in printed
+    assert "rtol: 1.0e-05" in printed
+
+
+def test_digits_recipe_trains_validates_and_tests_through_the_cli(tmp_path):
+    from nodezoo.cli import main
+
+    recipe = next(p for p in DENSITY_RECIPES if p.stem == "cnf_digits")
+    common = [
+        f"--config={recipe}",
+        "--model.init_args.hidden=8",
+        "--model.init_args.solver={rtol: 1.0e-2, atol: 1.0e-2}",
+        "--data.init_args.batch_size=32",
+        "--trainer.limit_val_batches=1",
+        "--trainer.limit_test_batches=1",
+        "--trainer.logger=false",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    fit = [
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.check_val_every_n_epoch=1",
+        "--trainer.max_steps=-1",
+    ]
+    assert main(["fit", *common, *fit]) in (0, None)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["nfe/forward"] > 0 and summary["nfe/backward"] > 0
+    assert math.isfinite(summary["val/bits_per_dim"]) and summary["val/bits_per_dim"] > 0
+    assert main(["test", *common, f"--ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}"]) in (
+        0,
+        None,
+    )
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {"test/nll", "test/bits_per_dim", "test/nfe_forward"} <= set(summary)
+
+
+@pytest.mark.parametrize("dim", [2, 64])
+def test_card_picture_is_drawn(tmp_path, dim):
+    from nodezoo.models.cnf_plots import plot_cnf
+
+    torch.manual_seed(0)
+    model = CNF(dim=dim, hidden=8, layers=1, solver={"rtol": 1e-3, "atol": 1e-3})
+    data = torch.randn(300, dim) if dim == 2 else torch.rand(40, dim)
+    path = plot_cnf(model, data, tmp_path / "card.png", n_samples=300, grid=20, n_times=3)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert model.training  # put back as it was
+    with pytest.raises(ValueError, match="2-D models or square images"):
+        plot_cnf(CNF(dim=3), torch.randn(5, 3), tmp_path / "x.png")
