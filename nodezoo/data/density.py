@@ -137,7 +137,8 @@ class FreshBatches(Dataset):
 class ToyDensityDataModule(pl.LightningDataModule):
     """A 2-D density (``dataset``) with fresh training points every epoch (see the module
     docstring): ``n_train`` points per epoch in batches of ``batch_size``; ``n_val``/``n_test``
-    fixed points."""
+    fixed points. ``test_seed`` (default ``seed + 2``) draws another test sample, e.g. to
+    re-check a published NLL on points the model never saw."""
 
     dim = 2
     quantization_levels = None
@@ -151,6 +152,7 @@ class ToyDensityDataModule(pl.LightningDataModule):
         batch_size: int = 512,
         seed: int = 0,
         num_workers: int = 0,
+        test_seed: int | None = None,
     ):
         super().__init__()
         _density_name(dataset)
@@ -168,7 +170,8 @@ class ToyDensityDataModule(pl.LightningDataModule):
             return
         hp = self.hparams
         self.splits["val"] = sample_toy(hp.dataset, hp.n_val, hp.seed + 1)
-        self.splits["test"] = sample_toy(hp.dataset, hp.n_test, hp.seed + 2)
+        test_seed = hp.seed + 2 if hp.test_seed is None else hp.test_seed
+        self.splits["test"] = sample_toy(hp.dataset, hp.n_test, test_seed)
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
@@ -208,7 +211,8 @@ class DequantisedDigits(Dataset):
 class DigitsDensityDataModule(pl.LightningDataModule):
     """UCI digits as 64-dim dequantised vectors in ``[0, 1)`` (see the module docstring). The
     train/val/test split is :class:`~nodezoo.data.digits.DigitsDataModule`'s for the same
-    ``seed``, ``val_size`` and ``test_size``."""
+    ``seed``, ``val_size`` and ``test_size``; ``noise_seed`` (default ``seed``) draws the fixed
+    val/test dequantisation noise, so another value re-dequantises the same test images."""
 
     dim = 64
     quantization_levels = DIGIT_LEVELS
@@ -220,6 +224,7 @@ class DigitsDensityDataModule(pl.LightningDataModule):
         test_size: int = 397,
         seed: int = 0,
         num_workers: int = 0,
+        noise_seed: int | None = None,
     ):
         super().__init__()
         if batch_size < 1:
@@ -236,7 +241,9 @@ class DigitsDensityDataModule(pl.LightningDataModule):
             image_size=8, val_size=hp.val_size, test_size=hp.test_size, seed=hp.seed
         )
         images.setup()
-        generator = torch.Generator().manual_seed(hp.seed)
+        generator = torch.Generator().manual_seed(
+            hp.seed if hp.noise_seed is None else hp.noise_seed
+        )
         for name, split in images.splits.items():
             pixels = torch.round(split.tensors[0].flatten(1) * 16.0)  # back to integers 0..16
             self._pixels[name] = pixels

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 
 import pytorch_lightning as pl
 import torch
@@ -85,6 +86,37 @@ def draw_noise(z: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "gaussian":
         return torch.randn_like(z)
     raise ValueError(f"noise={kind!r} is not one of {', '.join(NOISES)}.")
+
+
+@torch.no_grad()
+def evaluate_nll(
+    model: CNF, batches: torch.Tensor | Iterable, trace: str = "exact"
+) -> dict[str, float]:
+    """The test metrics of ``model`` on ``batches`` (a tensor of points, or an iterable of
+    batches such as a test DataLoader): ``test/nll`` (mean nats per example, ``trace`` exact by
+    default, so no estimator noise), ``test/bits_per_dim`` when the model has
+    ``quantization_levels``, and ``test/nfe_forward`` (mean per batch) — the names a run's
+    ``summary.json`` uses, so a card's numbers can be recomputed and compared key by key."""
+    was_training = model.training
+    model.eval()
+    total, count, nfe = 0.0, 0, []
+    try:
+        for batch in [batches] if isinstance(batches, torch.Tensor) else batches:
+            x = model._batch(batch).to(next(model.parameters()))
+            total += float(-model.log_prob(x, trace=trace).sum())
+            count += len(x)
+            nfe.append(model.ode.nfe_forward)
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("evaluate_nll got no data points.")
+    metrics = {"test/nll": total / count, "test/nfe_forward": sum(nfe) / len(nfe)}
+    levels = model.hparams.quantization_levels
+    if levels is not None:
+        metrics["test/bits_per_dim"] = nats_to_bits_per_dim(
+            metrics["test/nll"], model.hparams.dim, levels
+        )
+    return metrics
 
 
 class ConcatSquashLinear(nn.Module):

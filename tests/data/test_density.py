@@ -69,6 +69,10 @@ def test_validation_and_test_points_are_fixed_and_distinct():
     same = ToyDensityDataModule("moons", n_val=200, n_test=300, seed=2)
     assert torch.equal(torch.cat(list(same.test_dataloader())), test)
     assert not torch.equal(val, test[:200])
+    fresh = ToyDensityDataModule("moons", n_val=200, n_test=300, seed=2, test_seed=99)
+    fresh_test = torch.cat(list(fresh.test_dataloader()))
+    assert not torch.equal(fresh_test, test)  # a fresh test sample for re-evaluation
+    assert torch.equal(fresh_test, sample_toy("moons", 300, 99))
     with pytest.raises(ValueError, match="must be >= 1"):
         ToyDensityDataModule(batch_size=0)
 
@@ -97,6 +101,9 @@ def test_digits_split_matches_the_classifier_split_and_is_dequantised():
     # val/test noise is fixed; training noise is fresh at every access
     same = DigitsDensityDataModule(batch_size=100, seed=0)
     assert torch.equal(torch.cat(list(same.test_dataloader())), test)
+    renoised = DigitsDensityDataModule(batch_size=100, seed=0, noise_seed=7)
+    retest = torch.cat(list(renoised.test_dataloader()))
+    assert torch.equal(renoised.pixels("test"), pixels) and not torch.equal(retest, test)
     train = dm.splits["train"]
     assert not torch.equal(train[0], train[0])
     torch.testing.assert_close(torch.floor(train[0] * DIGIT_LEVELS), dm.pixels("train")[0])

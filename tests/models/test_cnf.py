@@ -19,6 +19,7 @@ from nodezoo.models.cnf import (
     ConcatSquashField,
     divergence,
     draw_noise,
+    evaluate_nll,
     nats_to_bits_per_dim,
     standard_normal_log_prob,
 )
@@ -140,6 +141,10 @@ def test_zero_field_gives_the_base_density_and_its_bits_per_dim():
     nll = -standard_normal_log_prob(x).mean()
     expected = (nll + 64 * math.log(17)) / (64 * math.log(2))
     torch.testing.assert_close(nats_to_bits_per_dim(nll, 64, 17), expected)
+    metrics = evaluate_nll(model, [x[:4], x[4:]])  # as the zoo's evaluate will call it
+    assert metrics["test/nll"] == pytest.approx(float(nll), rel=1e-5)
+    assert metrics["test/bits_per_dim"] == pytest.approx(float(expected), rel=1e-5)
+    assert metrics["test/nfe_forward"] > 0
     assert nats_to_bits_per_dim(0.0, 64, 17) == pytest.approx(math.log2(17))  # uniform on [0,1)
 
 
