@@ -368,10 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header, flush=True)
     results = {"header": header, "args": vars(args), "datasets": []}
+    command = " ".join(sys.argv[1:] if argv is None else argv)
     texts = [
-        f"# CNF benchmark\n\nBudget: {header}\n\nCommand: `python benchmarks/cnf.py "
-        + " ".join(sys.argv[1:] if argv is None else argv)
-        + "`"
+        f"# CNF benchmark\n\nBudget: {header}\n\nCommand: `python benchmarks/cnf.py {command}`"
+        "\n\nNLLs are those reached on this budget by every model alike: compare them with each "
+        "other, not with converged results. Timings: median over the full epochs; CPU time is "
+        "the fair clock on a shared machine (wall time includes waiting for other processes)."
     ]
     for name in args.datasets:
         result = run_dataset(name, args)

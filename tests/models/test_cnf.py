@@ -23,6 +23,7 @@ from nodezoo.models.cnf import (
     nats_to_bits_per_dim,
     standard_normal_log_prob,
 )
+from nodezoo.models.cnf_plots import DensityPlotCallback
 
 TIGHT = {"rtol": 1e-9, "atol": 1e-9}
 
@@ -186,12 +187,17 @@ def test_a_short_fit_lowers_the_nll_and_the_monitor_sees_the_solves(tmp_path):
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=tmp_path,
-        callbacks=[SolverStatsMonitor()],
+        callbacks=[
+            SolverStatsMonitor(),
+            DensityPlotCallback(every_n_epochs=3, n_samples=200, grid=10),
+        ],
     )
     before = trainer.validate(model, data, verbose=False)[0]["val/nll"]
     trainer.fit(model, data)
     after = trainer.callback_metrics["val/nll"].item()
     assert after < before - 0.3, (before, after)
+    plots = sorted((tmp_path / "plots").glob("density_step*.png"))
+    assert [p.name for p in plots] == ["density_step000024.png"]  # after epoch 3 only
     assert trainer.callback_metrics["nfe/forward"] > 0
     assert trainer.callback_metrics["nfe/backward"] > 0  # adjoint by default
 
