@@ -13,9 +13,12 @@ Contenders (``--models``):
 Equal terms: every model sees the same batches (``nodezoo.data.density``: batch ``i`` of epoch
 ``e`` from seed ``(seed, e, i)``; digits: the same fresh dequantisation noise), takes ``--steps``
 Adam steps at ``--lr`` with batch ``--batch-size``, and is scored on the same fixed test set.
-Parameter counts are matched to nodezoo's CNF (``--hidden`` x ``--layers`` concat-squash field):
-zuko's CNF gets an MLP of ``layers`` hidden layers whose width is chosen to match, NSF and MAF
-get 3 transforms of two hidden layers, width chosen likewise (the counts are printed).
+Digits are standardised per dimension for every model alike (the training data's exact
+dequantised mean and std; nodezoo's ``standardize=True``, a wrapper for zuko's), with the
+Jacobian in the NLL. Parameter counts are matched to nodezoo's CNF (``--hidden`` x
+``--layers`` concat-squash field): zuko's CNF gets an MLP of ``layers`` hidden layers whose
+width is chosen to match, NSF and MAF get 3 transforms of two hidden layers, width chosen
+likewise (the counts are printed).
 
 The CNFs are matched as follows: both dopri5 from t = 0 to 1 at the same ``--tol`` (rtol =
 atol), both with the exact trace in 2-D and both with a Gaussian Hutchinson estimate in training
@@ -78,6 +81,14 @@ class Data:
     batch: Callable[[int, int], torch.Tensor]  # (epoch, i) -> (batch_size, dim)
     test: torch.Tensor
     levels: int | None = None
+    shift: torch.Tensor | None = None  # every model sees (x - shift) / scale (digits)
+    scale: torch.Tensor | None = None
+
+    def standardize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """``(u, log|du/dx|)``: NLL(x) = NLL(u) + Σ log scale, identical for every model."""
+        if self.scale is None:
+            return x, 0.0
+        return (x - self.shift) / self.scale, self.scale.log().sum()
 
 
 def load_data(name: str, batch_size: int, n_test: int, seed: int) -> Data:
@@ -93,7 +104,8 @@ def load_data(name: str, batch_size: int, n_test: int, seed: int) -> Data:
             noise = torch.rand(batch_size, train.shape[1], generator=gen)
             return (train[index] + noise) / DIGIT_LEVELS
 
-        return Data(name, 64, digits_batch, dm.splits["test"], DIGIT_LEVELS)
+        shift, scale = dm.standardization()
+        return Data(name, 64, digits_batch, dm.splits["test"], DIGIT_LEVELS, shift, scale)
     return Data(
         name,
         2,
@@ -144,7 +156,10 @@ def nodezoo_cnf(data: Data, args, gradient: str) -> Contender:
         trace="auto",
         noise="gaussian",
         solver={"rtol": args.tol, "atol": args.tol, "gradient": gradient},
+        standardize=data.scale is not None,
     )
+    if data.scale is not None:
+        model.set_standardization(data.shift, data.scale)
 
     def nll(x):
         return -model.log_prob(x)
@@ -175,14 +190,16 @@ def zuko_cnf(data: Data, args, target: int) -> Contender:
 
     def nll(x):
         marks["start"] = calls.n
-        out = -flow().log_prob(x)
+        u, log_scale = data.standardize(x)
+        out = -flow().log_prob(u) + log_scale
         marks["after_forward"] = calls.n
         return out
 
     def eval_nll(x):
         flow.transform.exact = True
         try:
-            return -flow().log_prob(x)
+            u, log_scale = data.standardize(x)
+            return -flow().log_prob(u) + log_scale
         finally:
             flow.transform.exact = exact
 
@@ -203,7 +220,8 @@ def zuko_discrete(kind: str, data: Data, target: int) -> Contender:
     flow = build(closest_width(build, target))
 
     def nll(x):
-        return -flow().log_prob(x)
+        u, log_scale = data.standardize(x)
+        return -flow().log_prob(u) + log_scale
 
     return Contender(f"zuko-{kind}", flow, nll, nll)
 

@@ -253,6 +253,14 @@ class DigitsDensityDataModule(pl.LightningDataModule):
                 noise = torch.rand(pixels.shape, generator=generator)
                 self.splits[name] = (pixels + noise) / DIGIT_LEVELS  # batches of plain tensors
 
+    def standardization(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-dimension mean and std of the dequantised training data, exactly: for
+        ``x = (k + u) / 17`` they are ``(mean(k) + 1/2) / 17`` and ``sqrt(var(k) + 1/12) / 17``."""
+        k = self.pixels("train")
+        mean = (k.mean(0) + 0.5) / DIGIT_LEVELS
+        std = torch.sqrt(k.var(0, unbiased=False) + 1 / 12) / DIGIT_LEVELS
+        return mean, std
+
     def pixels(self, split: str) -> torch.Tensor:
         """The integer values ``(N, 64)`` of a split (for plots and checks)."""
         self.setup()

@@ -204,7 +204,10 @@ class CNF(pl.LightningModule):
     NLLs carry no estimator noise). ``noise``: ``rademacher`` or ``gaussian``. ``solver``: a
     ``SolverConfig`` dict over FFJORD's dopri5 1e-5/1e-5 with adjoint gradients (``backprop`` and
     ``checkpoint`` work too). ``quantization_levels``: for dequantised discrete data (digits:
-    17), also log bits per dimension (:func:`nats_to_bits_per_dim`).
+    17), also log bits per dimension (:func:`nats_to_bits_per_dim`). ``standardize``: the flow
+    runs on ``u = (x - shift) / scale`` (per dimension; buffers saved with the weights, taken
+    from the data module's ``standardization()`` when fitting starts), and densities include
+    the exact Jacobian ``-Σ log scale``, so NLLs stay in the data's units.
     """
 
     def __init__(
@@ -219,6 +222,7 @@ class CNF(pl.LightningModule):
         noise: str = "rademacher",
         solver: dict | None = None,
         quantization_levels: int | None = None,
+        standardize: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         lr_schedule: str = "constant",
@@ -242,6 +246,8 @@ class CNF(pl.LightningModule):
 
         self.dynamics = CNFDynamics(ConcatSquashField(dim, hidden, layers, activation))
         self.ode = ODEBlock(self.dynamics, solver=solver_config, t0=0.0, t1=t1)
+        self.register_buffer("data_shift", torch.zeros(dim))
+        self.register_buffer("data_scale", torch.ones(dim))
 
     # ---- model API ----
     def _exact(self, trace: str | None) -> bool:
@@ -264,9 +270,10 @@ class CNF(pl.LightningModule):
                 return self.log_prob(x.clone(), trace)
         exact = self._exact(trace)
         self.dynamics.noise = None if exact else draw_noise(x, self.hparams.noise)
+        u = (x - self.data_shift) / self.data_scale
         delta0 = x.new_zeros(x.shape[0])
-        z, delta = self.ode((x, delta0), self._times(self.hparams.t1, 0.0, x))
-        return standard_normal_log_prob(z[-1]) - delta[-1]
+        z, delta = self.ode((u, delta0), self._times(self.hparams.t1, 0.0, x))
+        return standard_normal_log_prob(z[-1]) - delta[-1] - self.data_scale.log().sum()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.log_prob(x)
@@ -275,7 +282,10 @@ class CNF(pl.LightningModule):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples ``(n, dim)``: base draws solved forwards from ``t = 0`` to ``T``."""
         z0 = self.base_sample(n, generator)
-        return self.ode(z0, self._times(0.0, self.hparams.t1, z0))[-1]
+        return (
+            self.ode(z0, self._times(0.0, self.hparams.t1, z0))[-1] * self.data_scale
+            + self.data_shift
+        )
 
     def base_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws from the base ``N(0, I)`` on the model's device and dtype."""
@@ -288,9 +298,11 @@ class CNF(pl.LightningModule):
     @torch.no_grad()
     def trajectory(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """States at every time in ``t`` (``(len(t), B, dim)``) of the points ``z`` at ``t[0]``:
-        ``t`` from 0 to T moves base points to data, from T to 0 data to the base."""
+        ``t`` from 0 to T moves base points to data, from T to 0 data to the base. With
+        ``standardize`` the states are given and returned in data units (``shift + scale·u``)."""
         self._check_input(z)
-        return self.ode(z, t.to(z))
+        u = (z - self.data_shift) / self.data_scale
+        return self.ode(u, t.to(z)) * self.data_scale + self.data_shift
 
     # ---- Lightning ----
     def setup(self, stage: str) -> None:
@@ -304,6 +316,23 @@ class CNF(pl.LightningModule):
                         f"The model has {name}={ours} but the data module gives {theirs}; "
                         f"set model.init_args.{name}: {theirs}."
                     )
+        if stage == "fit" and self.hparams.standardize:
+            if not hasattr(datamodule, "standardization"):
+                raise ValueError(
+                    "standardize=True takes the data's per-dimension mean and std from the data "
+                    f"module's standardization(), which {type(datamodule).__name__} lacks; set "
+                    "standardize: false."
+                )
+            self.set_standardization(*datamodule.standardization())
+
+    def set_standardization(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
+        """Run the flow on ``(x - shift) / scale`` (per-dimension tensors, ``scale > 0``)."""
+        if not self.hparams.standardize:
+            raise ValueError("This model was built with standardize=False.")
+        if not bool((torch.as_tensor(scale) > 0).all()):
+            raise ValueError("Every standardization scale must be positive.")
+        self.data_shift.copy_(torch.as_tensor(shift))
+        self.data_scale.copy_(torch.as_tensor(scale))
 
     def _batch(self, batch) -> torch.Tensor:
         return batch[0] if isinstance(batch, (list, tuple)) else batch

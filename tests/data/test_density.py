@@ -104,6 +104,10 @@ def test_digits_split_matches_the_classifier_split_and_is_dequantised():
     renoised = DigitsDensityDataModule(batch_size=100, seed=0, noise_seed=7)
     retest = torch.cat(list(renoised.test_dataloader()))
     assert torch.equal(renoised.pixels("test"), pixels) and not torch.equal(retest, test)
+    mean, std = dm.standardization()  # exact moments of the dequantised training data
+    draws = torch.stack([dm.splits["train"][i] for i in range(1200)] * 4)
+    torch.testing.assert_close(mean, draws.mean(0), rtol=0, atol=3e-3)
+    torch.testing.assert_close(std, draws.std(0), rtol=0.03, atol=1e-3)
     train = dm.splits["train"]
     assert not torch.equal(train[0], train[0])
     torch.testing.assert_close(torch.floor(train[0] * DIGIT_LEVELS), dm.pixels("train")[0])

@@ -282,3 +282,29 @@ def test_card_picture_is_drawn(tmp_path, dim):
     assert model.training  # put back as it was
     with pytest.raises(ValueError, match="2-D models or square images"):
         plot_cnf(CNF(dim=3), torch.randn(5, 3), tmp_path / "x.png")
+
+
+def test_standardized_model_is_the_same_flow_in_data_units():
+    torch.manual_seed(0)
+    model = CNF(dim=3, hidden=8, layers=1, standardize=True, solver=TIGHT).double()
+    shift, scale = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([0.1, 3.0, 1.0])
+    model.set_standardization(shift, scale)
+    x = shift + scale * torch.randn(7, 3, dtype=torch.float64)
+    plain = CNF(dim=3, hidden=8, layers=1, solver=TIGHT).double()
+    plain.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if "data_" not in k}, strict=False
+    )
+    expected = plain.log_prob((x - shift) / scale) - scale.log().sum()
+    torch.testing.assert_close(model.log_prob(x), expected)
+    for p in model.dynamics.parameters():  # zero field: the base pushed through the affine map
+        nn.init.zeros_(p)
+    normal = torch.distributions.Normal(shift.double(), scale.double())
+    torch.testing.assert_close(model.log_prob(x), normal.log_prob(x).sum(-1))
+    torch.manual_seed(1)
+    samples = model.sample(5)
+    torch.manual_seed(1)
+    torch.testing.assert_close(samples, shift + scale * model.base_sample(5))
+    with pytest.raises(ValueError, match="positive"):
+        model.set_standardization(shift, -scale)
+    with pytest.raises(ValueError, match="standardize=False"):
+        plain.set_standardization(shift, scale)
