@@ -12,11 +12,12 @@ so the adaptive solver sees a smooth field and the adjoint/checkpoint backward p
 same field as the forward pass. The solve runs in an :class:`~nodezoo.nn.ODEBlock`, so the NFE
 monitors in :mod:`nodezoo.callbacks` count it like any other ODE model.
 
-Kept apart so the regularisers of Finlay et al. 2020 can be layered on: :func:`divergence`
-returns the vector-Jacobian product ``εᵀ∂f/∂z`` it used, whose squared norm is the Hutchinson
-estimate of the Jacobian's Frobenius norm, and :class:`CNFDynamics` computes ``(f, div, εᵀJ)``
-in one method (``field_and_divergence``) that a regularised dynamics can extend with
-kinetic-energy and Frobenius channels.
+Kept apart so the regularisers of Finlay et al. 2020 (RNODE) can be layered on: the products
+that give the trace also give the Jacobian's squared Frobenius norm at no extra cost (exactly
+from the exact trace's rows, or ``||εᵀ∂f/∂z||²`` with the same ε as Hutchinson's trace, as
+RNODE does), so :func:`divergence` returns both and :class:`CNFDynamics` computes
+``(f, tr, ||J||_F²)`` in one method (``field_and_divergence``) that a regularised dynamics can
+extend with kinetic-energy (``||f||²``) and Frobenius channels.
 """
 
 from __future__ import annotations
@@ -61,22 +62,24 @@ def divergence(
     z: torch.Tensor,
     noise: torch.Tensor | None,
     create_graph: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``tr(∂dz/∂z)`` per sample, ``(B,)``, and the vector-Jacobian product it used.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tr(∂dz/∂z)`` and ``||∂dz/∂z||_F²`` per sample, each ``(B,)``.
 
-    ``noise=None``: exact, one product per dimension (returns no product). Otherwise Hutchinson's
-    estimate ``εᵀ(∂f/∂z)ε`` with ``ε = noise`` (unbiased when ``E[εεᵀ] = I``) and ``εᵀ∂f/∂z``.
-    ``dz`` must have been computed from ``z`` with gradients on."""
+    ``noise=None``: both exact, one vector-Jacobian product per dimension (row ``i`` of the
+    Jacobian). Otherwise Hutchinson's estimates with ``ε = noise`` (unbiased when
+    ``E[εεᵀ] = I``) from one product ``v = εᵀ∂f/∂z``: ``v·ε`` and ``||v||²``. ``dz`` must have
+    been computed from ``z`` with gradients on."""
     if noise is None:
-        columns = []
+        diagonal, frobenius = [], 0.0
         for i in range(z.shape[-1]):
             (row,) = torch.autograd.grad(
                 dz[:, i].sum(), z, create_graph=create_graph, retain_graph=True
             )
-            columns.append(row[:, i])
-        return torch.stack(columns, -1).sum(-1), None
+            diagonal.append(row[:, i])
+            frobenius = frobenius + row.pow(2).sum(-1)
+        return torch.stack(diagonal, -1).sum(-1), frobenius
     (vjp,) = torch.autograd.grad(dz, z, noise, create_graph=create_graph)
-    return (vjp * noise).sum(-1), vjp
+    return (vjp * noise).sum(-1), vjp.pow(2).sum(-1)
 
 
 def draw_noise(z: torch.Tensor, kind: str) -> torch.Tensor:
@@ -174,18 +177,18 @@ class CNFDynamics(nn.Module):
 
     def field_and_divergence(
         self, t: torch.Tensor, z: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``(f(t, z), tr ∂f/∂z, εᵀ∂f/∂z or None)``, differentiable when gradients are on."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(f(t, z), tr ∂f/∂z, ||∂f/∂z||_F²)`` (exact or Hutchinson's, as ``noise`` says),
+        differentiable when gradients are on."""
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             if not z.requires_grad:
                 z = z.detach().requires_grad_(True)
             dz = self.field(t, z)
-            div, vjp = divergence(dz, z, self.noise, create_graph)
+            div, frobenius = divergence(dz, z, self.noise, create_graph)
         if not create_graph:
-            dz, div = dz.detach(), div.detach()
-            vjp = None if vjp is None else vjp.detach()
-        return dz, div, vjp
+            dz, div, frobenius = dz.detach(), div.detach(), frobenius.detach()
+        return dz, div, frobenius
 
     def forward(self, t: torch.Tensor, state):
         if isinstance(state, torch.Tensor):
