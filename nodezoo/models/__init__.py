@@ -1,7 +1,8 @@
 """LightningModules: image classifiers and latent-ODE time-series models (one family per file)."""
 
 from .classifier import ImageClassifier
+from .cnf import CNF
 from .latent_ode import LatentODE
 from .rnn_baseline import RNNBaseline
 
-__all__ = ["ImageClassifier", "LatentODE", "RNNBaseline"]
+__all__ = ["CNF", "ImageClassifier", "LatentODE", "RNNBaseline"]
