@@ -52,6 +52,35 @@ def test_kinetic_energy_matches_quadrature(gradient, span):
     assert block.regularisation_loss.item() == pytest.approx(expected, rel=1e-8)
 
 
+def test_integrals_cover_every_output_time_and_the_torchdiffeq_backend():
+    """A latent ODE solves over a grid of observation times: the integrals run from the first
+    to the last time, whatever lies between, and torchdiffeq (same norm) agrees."""
+    torch.manual_seed(0)
+    z0 = torch.randn(5, 3, dtype=torch.float64)
+    values = {}
+    runs = [("native", [0.0, 1.2]), ("native", [0.0, 0.3, 0.7, 1.2]), ("torchdiffeq", [0.0, 1.2])]
+    for backend, grid in runs:
+        block = ODEBlock(
+            Linear(A), {**TIGHT, "backend": backend}, 0.0, 1.2, regularisation={"kinetic": 1.0}
+        )
+        ys = block(z0, torch.tensor(grid, dtype=torch.float64))
+        assert ys.shape == (len(grid), 5, 3)
+        values[(backend, len(grid))] = block.regularisers["kinetic"].item()
+    reference = values[("native", 2)]
+    assert values[("native", 4)] == pytest.approx(reference, rel=1e-8)
+    assert values[("torchdiffeq", 2)] == pytest.approx(reference, rel=1e-8)
+
+
+def test_tuple_states_are_refused_with_a_reason():
+    class Pair(nn.Module):
+        def forward(self, t, state):
+            return state
+
+    block = ODEBlock(Pair(), regularisation={"kinetic": 1.0})
+    with pytest.raises(TypeError, match="single-tensor state"):
+        block((torch.ones(2, 1), torch.ones(2, 1)), torch.tensor([0.0, 1.0]))
+
+
 def test_jacobian_integral_is_hutchinsons_estimate_of_the_frobenius_norm(monkeypatch):
     """For f = A z the integrand is ||eps^T A||^2 at every time: exactly, for a known probe; and
     in the mean over many probes, ||A||_F^2."""
