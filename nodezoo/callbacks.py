@@ -21,6 +21,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 
 from .nn import ODEBlock
+from .nn.regularisation import TERMS as REGULARISERS
 
 __all__ = [
     "SUMMARY_NAME",
@@ -44,7 +45,9 @@ class SolverStatsMonitor(pl.Callback):
     Figure 3 quantities: NFE sets the cost of a step and grows as the model trains. Each rank
     logs its own count, averaged across ranks by ``sync_dist`` at epoch end only, so the
     adaptive solver taking different numbers of steps on different ranks never blocks a step.
-    Models without an ``ODEBlock`` log nothing.
+    Blocks with regularised dynamics add ``reg/kinetic`` and ``reg/jacobian`` (the unweighted
+    integrals, batch means, summed over blocks) next to the training NFE. Models without an
+    ``ODEBlock`` log nothing.
     """
 
     def __init__(self) -> None:
@@ -68,9 +71,16 @@ class SolverStatsMonitor(pl.Callback):
         if blocks:  # backward has run by now, so the backward counts are in
             self._accumulate("nfe/forward", sum(b.nfe_forward for b in blocks))
             self._accumulate("nfe/backward", sum(b.nfe_backward for b in blocks))
+        for name in REGULARISERS:
+            values = [
+                float(b.regularisers[name].detach()) for b in blocks if name in b.regularisers
+            ]
+            if values:
+                self._accumulate(f"reg/{name}", sum(values))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._log_means(pl_module, ("nfe/forward", "nfe/backward"))
+        keys = ("nfe/forward", "nfe/backward", *(f"reg/{name}" for name in REGULARISERS))
+        self._log_means(pl_module, keys)
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
@@ -213,7 +223,7 @@ HISTORY_KEYS = (
     "time/epoch_s",
 )
 # Metric groups copied from ``trainer.callback_metrics`` into the summary's top level.
-SUMMARY_PREFIXES = ("val/", "nfe/", "memory/", "time/")
+SUMMARY_PREFIXES = ("val/", "nfe/", "reg/", "memory/", "time/")
 
 
 def _scalar(value: Any) -> float | int | str | None:

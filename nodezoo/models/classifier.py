@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..nn.regularisation import RegularisationConfig, configure_regularisation, regularisation_loss
 from ..solvers import SolverConfig
 from ..zoo.pretrained import PretrainedMixin
 from .backbones import build_backbone, resolve_solver
@@ -36,7 +37,9 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
     over the first ``lr_warmup`` fraction of the run from ``lr / 25`` to ``lr``, then a cosine
     decay to ``lr / 2.5e5``; it is what makes a one-epoch run useful. ``pretrained`` (a zoo
     name, folder or Hub repo id) starts from that model's weights (all but the head when
-    ``num_classes`` differs): fine-tuning.
+    ``num_classes`` differs): fine-tuning. ``regularisation`` (a ``RegularisationConfig``
+    dict: ``kinetic``, ``jacobian``, ``steer``) regularises the ODE block's dynamics in
+    training; the weighted integrals are added to the training loss.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
         lr_gamma: float = 0.1,
         lr_warmup: float = 0.25,
         pretrained: str | None = None,
+        regularisation: dict | None = None,
     ):
         super().__init__()
         solver_config = resolve_solver(backbone, solver)
@@ -80,6 +84,10 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
             backbone, in_channels, image_size, width, depth, solver_config, augment_channels
         )
         self.head = nn.Linear(self.num_features, num_classes)
+        if regularisation is not None:
+            reg = RegularisationConfig.from_dict(regularisation)
+            configure_regularisation(self, reg)
+            self.hparams.regularisation = reg.to_dict()
         self._make_metrics(num_classes)
         if pretrained is not None:
             self._load_pretrained(pretrained)
@@ -159,7 +167,8 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
         kwargs = dict(on_epoch=True, prog_bar=True, batch_size=x.shape[0])
         self.log(f"{stage}/loss", loss, on_step=training, sync_dist=not training, **kwargs)
         self.log(f"{stage}/acc", metric, on_step=False, **kwargs)
-        return loss
+        reg = regularisation_loss(self) if training else None
+        return loss if reg is None else loss + reg
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train", self.train_acc)

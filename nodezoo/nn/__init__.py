@@ -1,8 +1,10 @@
-"""Building blocks: ODE blocks, vector fields, reversible blocks, recurrent cells."""
+"""Building blocks: ODE blocks (and their regularisers), vector fields, reversible blocks,
+recurrent cells."""
 
 from .fields import AugmentChannels, ConcatConv2d, ConvODEField, MLPField, group_norm
 from .ode_block import ODEBlock
 from .recurrent import BATCH_KEYS, BackwardEncoder, ODERNNCell
+from .regularisation import RegularisationConfig, regularisation_loss
 from .reversible import ReversibleBlock, ReversibleSequence
 
 __all__ = [
@@ -14,7 +16,9 @@ __all__ = [
     "MLPField",
     "ODEBlock",
     "ODERNNCell",
+    "RegularisationConfig",
     "ReversibleBlock",
     "ReversibleSequence",
     "group_norm",
+    "regularisation_loss",
 ]

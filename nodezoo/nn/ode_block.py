@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..solvers import SolverConfig, SolveStats, solve
+from .regularisation import RegularisationConfig, solve_regularised
 
 
 class ODEBlock(nn.Module):
@@ -18,6 +19,13 @@ class ODEBlock(nn.Module):
     ``accumulate_stats=True`` is for a block called many times per model pass (an ODE-RNN
     solves once per observation gap): ``stats`` then sums every call since ``reset_stats()``,
     which the owner calls at the start of its pass, so the NFE callbacks see the whole pass.
+
+    ``regularisation`` (a :class:`RegularisationConfig` or its dict; settable later) switches
+    on RNODE's kinetic-energy / Jacobian integrals and STEER, in training mode only. The last
+    call's integrals (batch means, summed over calls with ``accumulate_stats``) are in
+    ``regularisers`` and their weighted sum, which the model adds to its loss, in
+    ``regularisation_loss`` (``None`` when nothing was integrated). With the default (all
+    zero) the block solves exactly as without it.
     """
 
     def __init__(
@@ -27,17 +35,42 @@ class ODEBlock(nn.Module):
         t0: float = 0.0,
         t1: float = 1.0,
         accumulate_stats: bool = False,
+        regularisation: RegularisationConfig | dict | None = None,
     ):
         super().__init__()
         self.field = field
         self.solver = SolverConfig.from_dict(solver)
         self.t0, self.t1 = float(t0), float(t1)
         self.accumulate_stats = accumulate_stats
+        self.regularisation = regularisation
         self.reset_stats()
 
+    @property
+    def regularisation(self) -> RegularisationConfig:
+        return self._regularisation
+
+    @regularisation.setter
+    def regularisation(self, value: RegularisationConfig | dict | None) -> None:
+        config = RegularisationConfig.from_dict(value)
+        if config.steer >= abs(self.t1 - self.t0):
+            raise ValueError(
+                f"STEER's half-width b={config.steer} must be smaller than the block's time "
+                f"span |t1 - t0| = {abs(self.t1 - self.t0)}, or the end time could pass t0."
+            )
+        self._regularisation = config
+
     def reset_stats(self) -> None:
-        """Start new statistics (the backward counts of earlier calls go to the old object)."""
+        """Start new statistics (the backward counts of earlier calls go to the old object)
+        and forget the regularisers of earlier calls."""
         self.stats = SolveStats()
+        self.regularisers: dict[str, torch.Tensor] = {}
+
+    @property
+    def regularisation_loss(self) -> torch.Tensor | None:
+        """``sum(weight * integral)`` over the regularisers of the last call(s)."""
+        weights = self.regularisation.weights
+        terms = [weights[name] * value for name, value in self.regularisers.items()]
+        return sum(terms[1:], terms[0]) if terms else None
 
     @property
     def nfe_forward(self) -> int:
@@ -48,15 +81,41 @@ class ODEBlock(nn.Module):
         return self.stats.nfe_backward
 
     def forward(self, y0: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        reg = self.regularisation if self.training else RegularisationConfig()
         times = t
         if times is None:
-            times = torch.tensor([self.t0, self.t1], dtype=y0.dtype, device=y0.device)
+            times = torch.tensor([self.t0, self._end_time(reg)], dtype=y0.dtype, device=y0.device)
+        elif reg.steer > 0:
+            raise ValueError(
+                "STEER draws a random end for the block's own interval [t0, t1]; this call "
+                "passes explicit times t, which are data and must not move. Set steer=0 for "
+                "this block."
+            )
         if not self.accumulate_stats:
             self.reset_stats()
         params = tuple(p for p in self.field.parameters() if p.requires_grad)
-        ys = solve(self.field, y0, times, self.solver, params=params, stats=self.stats)
+        terms = tuple(reg.weights)
+        if not terms:
+            ys = solve(self.field, y0, times, self.solver, params=params, stats=self.stats)
+        else:
+            ys, integrals = solve_regularised(
+                self.field, y0, times, self.solver, terms, params=params, stats=self.stats
+            )
+            for name, value in integrals.items():
+                earlier = self.regularisers.get(name)
+                self.regularisers[name] = value if earlier is None else earlier + value
         return ys[-1] if t is None else ys
+
+    def _end_time(self, reg: RegularisationConfig) -> float:
+        """``t1``, or in training with STEER a draw from ``[t1 - b, t1 + b]``."""
+        if reg.steer == 0:
+            return self.t1
+        return self.t1 + reg.steer * (2 * float(torch.rand(())) - 1)
 
     def extra_repr(self) -> str:
         s = self.solver
-        return f"t=[{self.t0}, {self.t1}], method={s.method}, rtol={s.rtol}, gradient={s.gradient}"
+        text = f"t=[{self.t0}, {self.t1}], method={s.method}, rtol={s.rtol}, gradient={s.gradient}"
+        if self.regularisation.active:
+            reg = self.regularisation
+            text += f", kinetic={reg.kinetic}, jacobian={reg.jacobian}, steer={reg.steer}"
+        return text

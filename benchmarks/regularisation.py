@@ -1,0 +1,279 @@
+"""Regularised dynamics on the paper-sized Fashion-MNIST ODE-Net: does RNODE (kinetic energy +
+Jacobian Frobenius norm, Finlay et al. 2020) or STEER (Ghosh et al. 2020) cut the solver's work
+without costing accuracy?
+
+Every setting trains the model of ``recipes/fashion_mnist/odenet.yaml`` with that recipe's
+model and data settings (AdamW, one-cycle schedule, batch 32, flips, dopri5 1e-3 adjoint),
+from the same initial weights and the same seed, for the same number of steps, one setting
+after the other in this process; only the ``regularisation`` init arg differs. Then it tests
+the last weights (no checkpoint selection) and prints one table: NFE forward/backward per
+training step (mean over the run and over its last quarter: NFE grows as a model trains),
+seconds per epoch (wall and this process's CPU time, which load from other processes inflates
+less), test accuracy and test-time NFE, and each against the unregularised run.
+
+The issue's goal: >= 2x fewer NFE per training step and >= 1.6x faster epochs at a test
+accuracy within 0.3 points of the unregularised run.
+
+    # smoke run (minutes): 300 steps per setting, 2000 test images
+    nice python benchmarks/regularisation.py --epochs 1 --train-size 9600 --test-size 2000
+    # the full measurement (hours): the zoo's 4 epochs over all 55,000 training images
+    nice python benchmarks/regularisation.py --epochs 4
+
+A short run says so in its header: its accuracies are far from converged and its NFE are those
+of an early model, so read it as a smoke test of the mechanism, not as the measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import yaml
+from _measure import machine_description, markdown_table
+from torch.utils.data import Subset
+
+from nodezoo.data import FashionMNISTDataModule
+from nodezoo.models.classifier import ImageClassifier
+from nodezoo.nn import ODEBlock
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "fashion_mnist" / "odenet.yaml"
+
+
+def settings(
+    weights: list[float], kinetic: list[float], steer: list[float]
+) -> dict[str, dict | None]:
+    """Name -> ``regularisation`` init arg; ``none`` first (the reference row)."""
+    out: dict[str, dict | None] = {"none": None}
+    for w in weights:
+        out[f"rnode {w:g}"] = {"kinetic": w, "jacobian": w}
+    for w in kinetic:
+        out[f"kinetic {w:g}"] = {"kinetic": w}
+    for b in steer:
+        out[f"steer b={b:g}"] = {"steer": b}
+    return out
+
+
+class StepRecorder(pl.Callback):
+    """NFE of every training step and wall/CPU seconds of every training epoch."""
+
+    def __init__(self) -> None:
+        self.nfe_forward: list[int] = []
+        self.nfe_backward: list[int] = []
+        self.epoch_wall: list[float] = []
+        self.epoch_cpu: list[float] = []
+        self.test_nfe: list[int] = []
+        self.regularisers: dict[str, list[float]] = {}
+
+    @staticmethod
+    def _blocks(module) -> list[ODEBlock]:
+        return [m for m in module.modules() if isinstance(m, ODEBlock)]
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start = (time.perf_counter(), time.process_time())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        blocks = self._blocks(pl_module)
+        self.nfe_forward.append(sum(b.nfe_forward for b in blocks))
+        self.nfe_backward.append(sum(b.nfe_backward for b in blocks))
+        for b in blocks:
+            for name, value in b.regularisers.items():
+                self.regularisers.setdefault(name, []).append(float(value.detach()))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.epoch_wall.append(time.perf_counter() - self._start[0])
+        self.epoch_cpu.append(time.process_time() - self._start[1])
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0) -> None:
+        self.test_nfe.append(sum(b.nfe_forward for b in self._blocks(pl_module)))
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def run_setting(name: str, regularisation: dict | None, recipe: dict, args) -> dict:
+    model_args = dict(recipe["model"]["init_args"])
+    data_args = dict(recipe["data"]["init_args"])
+    data_args.update(data_dir=args.data_dir, num_workers=args.num_workers)
+    pl.seed_everything(args.seed, verbose=False)
+    model = ImageClassifier(**model_args, regularisation=regularisation)
+    data = FashionMNISTDataModule(**data_args)
+    data.setup("fit")
+    data.setup("test")
+    if args.train_size:
+        data.train_set = Subset(data.train_set, range(min(args.train_size, len(data.train_set))))
+    if args.test_size:
+        data.test_set = Subset(data.test_set, range(min(args.test_size, len(data.test_set))))
+    recorder = StepRecorder()
+    trainer = pl.Trainer(
+        max_epochs=args.epochs,
+        max_steps=args.max_steps or -1,
+        limit_val_batches=0,  # the last weights are tested; no selection, no validation cost
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[recorder],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, train_dataloaders=data.train_dataloader())
+    test_loader = torch.utils.data.DataLoader(
+        data.test_set, batch_size=args.test_batch, num_workers=args.num_workers
+    )
+    (test,) = trainer.test(model, dataloaders=test_loader, verbose=False)
+    steps = len(recorder.nfe_forward)
+    tail = slice(steps - max(1, steps // 4), steps)
+    row = {
+        "setting": name,
+        "regularisation": regularisation,
+        "steps": steps,
+        "epochs": len(recorder.epoch_wall),
+        "nfe_forward": mean(recorder.nfe_forward),
+        "nfe_backward": mean(recorder.nfe_backward),
+        "nfe_forward_last_quarter": mean(recorder.nfe_forward[tail]),
+        "nfe_backward_last_quarter": mean(recorder.nfe_backward[tail]),
+        "s_per_step_wall": sum(recorder.epoch_wall) / steps,
+        "s_per_step_cpu": sum(recorder.epoch_cpu) / steps,
+        "test_acc": float(test["test/acc"]),
+        "test_nfe": mean(recorder.test_nfe),
+        **{f"{k}_first": v[0] for k, v in recorder.regularisers.items()},
+        **{f"{k}_last_quarter": mean(v[tail]) for k, v in recorder.regularisers.items()},
+    }
+    print(f"# {name}: {json.dumps(row)}", file=sys.stderr, flush=True)
+    return row
+
+
+def table(rows: list[dict], steps_per_epoch: int) -> str:
+    """One row per setting; ratio columns against the ``none`` row when there is one."""
+    ref = next((r for r in rows if r["setting"] == "none"), None)
+    headers = [
+        "setting", "NFE fwd/step", "NFE bwd/step", "NFE fwd+bwd, last 1/4", "s/epoch wall",
+        "s/epoch CPU", "test acc %", "test NFE", "kinetic / jacobian (first -> last 1/4)",
+        "NFE ratio", "epoch ratio (CPU)", "acc diff (points)",
+    ]  # fmt: skip
+    body = []
+    for r in rows:
+        nfe = r["nfe_forward"] + r["nfe_backward"]
+        reg = " / ".join(
+            f"{r[f'{k}_first']:.3g} -> {r[f'{k}_last_quarter']:.3g}"
+            for k in ("kinetic", "jacobian")
+            if f"{k}_first" in r
+        )
+        ratios = ["-", "-", "-"]
+        if ref is not None:
+            ref_nfe = ref["nfe_forward"] + ref["nfe_backward"]
+            ratios = [
+                f"{ref_nfe / nfe:.2f}x fewer",
+                f"{ref['s_per_step_cpu'] / r['s_per_step_cpu']:.2f}x faster",
+                f"{100 * (r['test_acc'] - ref['test_acc']):+.2f}",
+            ]
+        body.append([
+            r["setting"],
+            f"{r['nfe_forward']:.1f}",
+            f"{r['nfe_backward']:.1f}",
+            f"{r['nfe_forward_last_quarter'] + r['nfe_backward_last_quarter']:.1f}",
+            f"{r['s_per_step_wall'] * steps_per_epoch:.0f}",
+            f"{r['s_per_step_cpu'] * steps_per_epoch:.0f}",
+            f"{100 * r['test_acc']:.2f}",
+            f"{r['test_nfe']:.1f}",
+            reg or "-",
+            *ratios,
+        ])  # fmt: skip
+    return markdown_table(headers, body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per setting (zoo: 4)")
+    parser.add_argument("--max-steps", type=int, default=0, help="stop each run after N steps")
+    parser.add_argument(
+        "--train-size", type=int, default=0, help="train on the first N images of the training "
+        "split (0: all 55,000); an epoch is then N / 32 steps",
+    )  # fmt: skip
+    parser.add_argument("--test-size", type=int, default=0, help="test images (0: all 10,000)")
+    parser.add_argument("--test-batch", type=int, default=256)
+    parser.add_argument(
+        "--weights", type=float, nargs="*", default=[0.01, 0.001, 0.0001],
+        help="RNODE weights (kinetic = jacobian = w), one run each",
+    )  # fmt: skip
+    parser.add_argument(
+        "--kinetic", type=float, nargs="*", default=[],
+        help="kinetic-energy-only weights (no Jacobian term: no extra vector-Jacobian product)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--steer", type=float, nargs="*", default=[0.5], help="STEER half-widths b (T = 1)"
+    )
+    parser.add_argument("--only", nargs="*", help="run only these settings (names as printed)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--json", type=Path, help="also write every number here")
+    parser.add_argument(
+        "--combine", type=Path, nargs="+", help="print one table from the --json files of "
+        "separate runs (e.g. one process per setting) instead of training",
+    )  # fmt: skip
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    recipe = yaml.safe_load(RECIPE.read_text())
+    if args.combine:
+        saved = [json.loads(path.read_text()) for path in args.combine]
+        rows = [row for run in saved for row in run["rows"]]
+        args = argparse.Namespace(**saved[0]["args"])
+        args.command = [run["command"] for run in saved]
+        args.json = None
+    else:
+        runs = settings(args.weights, args.kinetic, args.steer)
+        if args.only:
+            unknown = sorted(set(args.only) - set(runs))
+            if unknown:
+                raise SystemExit(f"--only: unknown setting(s) {unknown}; valid: {sorted(runs)}.")
+            runs = {k: v for k, v in runs.items() if k in args.only}
+        rows = [run_setting(name, reg, recipe, args) for name, reg in runs.items()]
+        args.command = [shlex.join(["python", *sys.argv])]
+    report(rows, recipe, args)
+
+
+def report(rows: list[dict], recipe: dict, args) -> None:
+    """The table with a header saying what was run (and whether it was a short run)."""
+    batch = recipe["data"]["init_args"]["batch_size"]
+    train_images = 55_000 if not args.train_size else min(args.train_size, 55_000)
+    steps_per_epoch = -(-train_images // batch)
+    full_epoch = -(-55_000 // batch)
+    short = bool(args.train_size or args.max_steps or args.test_size)
+    label = "SHORT RUN (smoke test, not the measurement)" if short else "full run"
+    print(f"## Regularised dynamics, Fashion-MNIST ODE-Net: {label}\n")
+    print("Command(s):\n\n" + "\n".join(f"    {c}" for c in args.command) + "\n")
+    print(
+        f"Model and data: {RECIPE.relative_to(RECIPE.parents[2])} (dopri5 1e-3 adjoint, AdamW "
+        f"one-cycle over the run, batch {batch}); {rows[0]['steps']} training steps per "
+        f"setting ({rows[0]['epochs']} epoch(s) of {train_images} images), seed {args.seed}, "
+        f"{args.threads} thread(s); test on {args.test_size or 10_000} images, last weights. "
+        f"Machine: {machine_description()}, shared with other jobs.\n"
+    )
+    print(table(rows, full_epoch))
+    print(
+        f"\ns/epoch = mean s/step x {full_epoch} steps (a full 55,000-image epoch"
+        f"{'; EXTRAPOLATED from the short run' if steps_per_epoch != full_epoch else ''}). "
+        "Ratios are against `none`: NFE = forward + backward per step over the run; epoch "
+        "ratio from CPU seconds. RNODE w: kinetic = jacobian = w (integrals summed over the "
+        "2304 state entries per image, batch mean); STEER b: end time ~ U(1 - b, 1 + b) in "
+        "training, 1 at test."
+    )
+    if args.json:
+        saved_args = {k: v for k, v in vars(args).items() if k not in ("json", "command")}
+        saved_args["combine"] = None
+        record = {"command": args.command[0], "args": saved_args, "rows": rows}
+        Path(args.json).write_text(json.dumps(record, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
