@@ -147,7 +147,7 @@ def _front_matter(name, entry, metrics, dataset, base_model, repo_id) -> str:
         for key, metric_type, metric_name in measured
     ]
     data = ModelCardData(
-        model_name=name,
+        model_name=name if results else None,  # the model-index entry's name
         library_name="nodezoo",
         license="mit",
         pipeline_tag=entry.task,
@@ -189,10 +189,12 @@ def render_card(
     recipe_text: str | None = None,
     base_model: str | None = None,
     repo_id: str | None = None,
+    label_names: list[str] | None = None,
 ) -> str:
     """The card for a zoo folder, from its config, metrics and recipe. ``base_model``: what it
     was fine-tuned from (in the metadata when it is a Hub id); ``repo_id``: the Hub repo the card
-    is for, where the results' source links to."""
+    is for, where the results' source links to; ``label_names``: the classes, in output
+    order."""
     entry = get_architecture(config["architecture"])
     facts = recipe_facts(recipe_text)
     data_class = facts.get("data_class")
@@ -219,18 +221,24 @@ def render_card(
     if base_model:
         lines += [f"Fine-tuned from `{base_model}`.", ""]
 
-    lines += ["## Use", "", "```python", "from nodezoo.zoo import from_pretrained", ""]
-    lines.append(f'model = from_pretrained("{name}")  # a zoo name, a Hub repo id or a folder')
+    lines += ["## Use", "", "```python", "import nodezoo", ""]
+    lines.append(f'model = nodezoo.from_pretrained("{name}")  # a zoo name, Hub repo id or folder')
     if entry.task == "image-classification":
         shape = f"(B, {config.get('in_channels')}, {config.get('image_size')}, "
         shape += f"{config.get('image_size')})"
         lines.append(f"logits = model(images)  # float images in [0, 1], shape {shape}")
+        if label_names:
+            lines.append("model.label_names[logits.argmax(-1)[0]]  # the first image's class")
     elif entry.task == "time-series-forecasting":
         lines.append(
             "mean, _ = model.predict(obs_t, obs_x, query_t, 0, obs_mask)  "
             "# obs_x (B, T, D), obs_t/obs_mask (B, T); mean (B, Tq, D)"
         )
-    lines += ["```", "", "## Architecture and solver", "", "| Init arg | Value |", "| --- | --- |"]
+    lines.append("```")
+    if label_names:
+        classes = ", ".join(f"`{n}`" for n in label_names)
+        lines += ["", f"Classes, in output order (`label_names` in config.json): {classes}."]
+    lines += ["", "## Architecture and solver", "", "| Init arg | Value |", "| --- | --- |"]
     for key, value in config.items():
         lines.append(f"| `{key}` | `{json.dumps(value)}` |")
 

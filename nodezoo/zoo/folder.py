@@ -242,7 +242,8 @@ def write_card(
     directory = Path(directory)
     card = render_card(
         name=name or directory.resolve().name,
-        config=config,
+        config={k: v for k, v in config.items() if k != LABEL_NAMES_KEY},
+        label_names=config.get(LABEL_NAMES_KEY),
         metrics=metrics,
         recipe_text=recipe_text,
         base_model=base_model,

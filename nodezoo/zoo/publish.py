@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from ..runs import (
+    CHECKPOINT_SUFFIX,
     PRETRAINED_ARG,
     RUN_CONFIG_NAME,
     RUN_GLOBAL_STEP,
@@ -116,7 +117,7 @@ def build_folder(
     source_path = Path(source)
     recipe_path = Path(recipe) if recipe is not None else None
     found: dict[str, Any] = {}
-    if source_path.is_file():
+    if source_path.suffix == CHECKPOINT_SUFFIX or source_path.is_file():
         checkpoint = read_checkpoint(source_path)
         run_config_path = find_run_dir(source_path) / RUN_CONFIG_NAME
         if recipe_path is None and run_config_path.is_file():

@@ -216,14 +216,19 @@ def hub_env(tmp_path) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------ upload stub
+PR_NUMBER = 7  # the stub's one pull request
+
+
 class StubHubHandler(BaseHTTPRequestHandler):
     """A STUB of the Hub's write API, only what ``create_repo`` + ``create_branch`` +
     ``upload_folder`` call: POST /api/repos/create, POST /api/models/<repo>/branch/<name>,
     POST /api/validate-yaml (README metadata, always valid), GET /api/models/<repo>/tree/<rev>
     (lists ``remote_files``, for ``delete_patterns``), POST /api/models/<repo>/preupload/<rev>
     (everything "regular"), POST /api/models/<repo>/commit/<rev> (NDJSON with base64 files and
-    deleted paths; ``?create_pr=1`` answers with a pull request URL). ``fail_with`` makes every
-    request answer that status instead. It checks nothing a real Hub would (names, rights)."""
+    deleted paths; ``?create_pr=1`` answers with a pull request URL), and for pull requests
+    POST /api/models/<repo>/discussions + GET .../discussions/<num> (always PR number 7, whose
+    branch is refs/pr/7). ``fail_with`` makes every request answer that status instead. It
+    checks nothing a real Hub would (names, rights)."""
 
     server: StubHub
 
@@ -243,6 +248,23 @@ class StubHubHandler(BaseHTTPRequestHandler):
         stub.requests.append(("GET", self.path, self.headers.get("authorization")))
         if stub.fail_with:
             return self._reply(stub.fail_with, {"error": "stub failure"})
+        if "/discussions/" in self.path:
+            repo = self.path.split("/api/models/")[1].split("/discussions/")[0]
+            return self._reply(
+                200,
+                {
+                    "num": PR_NUMBER,
+                    "title": "stub pull request",
+                    "author": {"name": "stub"},
+                    "createdAt": "2026-01-01T00:00:00.000Z",
+                    "status": "open",
+                    "repo": {"name": repo, "type": "model"},
+                    "isPullRequest": True,
+                    "events": [],
+                    "changes": {"base": "refs/heads/main"},
+                    "filesWithConflicts": [],
+                },
+            )
         if "/tree/" in self.path:
             listing = [
                 {"type": "file", "path": name, "oid": "0" * 40, "size": 1}
@@ -263,6 +285,9 @@ class StubHubHandler(BaseHTTPRequestHandler):
         stub.requests.append(("POST", self.path, self.headers.get("authorization")))
         if stub.fail_with:
             return self._reply(stub.fail_with, {"error": "stub failure"})
+        if self.path.endswith("/discussions"):
+            stub.pull_requests.append(json.loads(body))
+            return self._reply(200, {"num": PR_NUMBER})
         if "/branch/" in self.path:
             stub.branches.append(self.path.rsplit("/branch/", 1)[1])
             return self._reply(200, {})
@@ -313,6 +338,7 @@ class StubHub(ThreadingHTTPServer):
         self.deleted: list[str] = []
         self.commits: list[str] = []  # commit request paths (revision, create_pr)
         self.branches: list[str] = []
+        self.pull_requests: list[dict] = []  # what create_pull_request sent
         self.fail_with: int | None = None
 
 

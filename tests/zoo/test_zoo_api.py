@@ -156,7 +156,17 @@ def test_cli_catches_every_nodezoo_error_once(monkeypatch, capsys):
 
 
 def test_data_errors_are_user_errors(zoo_folder, tmp_path, capsys):
-    assert main(["evaluate", str(zoo_folder), "--data-dir", str(tmp_path / "empty")]) == 2
+    """A recipe whose data are nowhere (no data_dir files, no system copy) is a user error."""
+    import shutil
+
+    import yaml
+
+    folder = tmp_path / "no-data"
+    shutil.copytree(zoo_folder, folder)
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+    recipe["data"]["init_args"]["system_dir"] = str(tmp_path / "no-system-copy")
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["evaluate", str(folder), "--data-dir", str(tmp_path / "empty")]) == 2
     assert "FashionMNIST" in one_line_error(capsys, "evaluate")
 
 
@@ -197,11 +207,12 @@ def test_push_to_hub_branch_and_pull_request(zoo_folder, stub_hub_at):
     model.push_to_hub("acme/pushed", branch="dev")
     assert stub_hub_at.branches == ["dev"]
     assert stub_hub_at.commits[-1].split("?")[0].endswith("/commit/dev")
-    url = model.push_to_hub("acme/pushed", create_pr=True)
-    assert "create_pr=1" in stub_hub_at.commits[-1]
+    url = model.push_to_hub("acme/pushed", create_pr=True, metrics={"test/acc": 0.5})
+    assert len(stub_hub_at.pull_requests) == 1 and stub_hub_at.pull_requests[0]["pullRequest"]
+    assert "refs%2Fpr%2F7" in stub_hub_at.commits[-1]  # committed to the pull request's branch
     assert url.endswith("/acme/pushed/discussions/7")
     card = stub_hub_at.files["README.md"].decode()
-    assert f"url: {'https://huggingface.co'}/acme/pushed" in card  # results' source: the repo
+    assert "url: https://huggingface.co/acme/pushed\n" in card  # results' source: the repo
 
 
 def test_cli_publish_branch_and_pr(zoo_folder, stub_hub_at, capsys):
