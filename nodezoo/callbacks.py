@@ -18,10 +18,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-from torch import nn
+from pytorch_lightning.loggers import WandbLogger
 
-from .nn import ODEBlock
 from .nn.regularisation import TERMS as REGULARISERS
+from .runs import MODEL_PARAMS, SUMMARY_NAME, TEST_NFE_FORWARD, count_parameters, ode_blocks
 
 __all__ = [
     "SUMMARY_NAME",
@@ -31,10 +31,6 @@ __all__ = [
     "SavedTensorMeter",
     "SolverStatsMonitor",
 ]
-
-
-def ode_blocks(module: nn.Module) -> list[ODEBlock]:
-    return [m for m in module.modules() if isinstance(m, ODEBlock)]
 
 
 class SolverStatsMonitor(pl.Callback):
@@ -163,9 +159,9 @@ class ResourceMonitor(pl.Callback):
         self._epoch_start = 0.0
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        params = sum(p.numel() for p in pl_module.parameters())
+        params = count_parameters(pl_module)
         for logger in trainer.loggers:  # once per run, as a run attribute rather than a curve
-            logger.log_hyperparams({"model/params": params})
+            logger.log_hyperparams({MODEL_PARAMS: params})
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._peak_saved = 0
@@ -210,7 +206,6 @@ class ResourceMonitor(pl.Callback):
             pl_module.log(key, float(value), sync_dist=True, reduce_fx="max")
 
 
-SUMMARY_NAME = "summary.json"
 # Per-epoch columns always recorded (None where an epoch has no value, e.g. no validation ran);
 # any other ``val/*`` metric (``val/rmse``) is added when it appears.
 HISTORY_KEYS = (
@@ -312,8 +307,6 @@ class RunSummary(pl.Callback):
         self._update_wandb_summary(trainer)
 
     def _update_wandb_summary(self, trainer: pl.Trainer) -> None:
-        from pytorch_lightning.loggers import WandbLogger
-
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.experiment.summary.update(dict(self._scalars))
@@ -321,7 +314,7 @@ class RunSummary(pl.Callback):
     def _run_facts(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         hparams = getattr(pl_module, "hparams", {})
         return {
-            "model/params": sum(p.numel() for p in pl_module.parameters()),
+            MODEL_PARAMS: count_parameters(pl_module),
             "run/model": hparams.get("backbone") or type(pl_module).__name__,
             "run/name": self._run_name(trainer),
             "run/max_epochs": trainer.max_epochs,
@@ -333,8 +326,6 @@ class RunSummary(pl.Callback):
 
     def _run_name(self, trainer: pl.Trainer) -> str:
         """The W&B run's display name (the key a W&B report filters on), else the run dir's."""
-        from pytorch_lightning.loggers import WandbLogger
-
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger.experiment.name:
                 return logger.experiment.name
@@ -431,7 +422,7 @@ class RunSummary(pl.Callback):
         metrics = trainer.callback_metrics
         self._scalars.update({k: _scalar(v) for k, v in metrics.items() if k.startswith("test/")})
         if self._test_nfe:  # as nodezoo.zoo.evaluate defines it: mean per batch
-            self._scalars["test/nfe_forward"] = sum(self._test_nfe) / len(self._test_nfe)
+            self._scalars[TEST_NFE_FORWARD] = sum(self._test_nfe) / len(self._test_nfe)
         if trainer.is_global_zero:
             facts = self._run_facts(trainer, pl_module)
             for key in ("run/global_step", "run/max_epochs", "run/max_steps"):  # training facts
@@ -441,14 +432,37 @@ class RunSummary(pl.Callback):
             self._write(trainer)
 
 
+def _checkpoint_step(path: Path) -> int | None:
+    """The ``global_step`` saved in a checkpoint file; None if there is none or it is unreadable.
+    Memory-mapped, so only that entry is read."""
+    if not path.is_file():
+        return None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: write a fresh one
+        return None
+    return checkpoint.get("global_step") if isinstance(checkpoint, dict) else None
+
+
 class LastCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` whose ``last.ckpt`` is always the end of training.
 
     Lightning writes ``last`` at train end only if no ``last`` was written before; with
     ``every_n_train_steps`` that leaves the final steps out (e.g. step 800 of 860), and
-    ``--ckpt_path last`` would then test stale weights.
+    ``--ckpt_path last`` would then test stale weights. At train end this callback reads the
+    step saved in ``last.ckpt`` and, when it is behind, saves again, through public API only
+    (``trainer.save_checkpoint``, ``format_checkpoint_name``, ``last_model_path``). Rank zero
+    decides and every rank follows, since saving is collective.
     """
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.save_last and self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        super().on_train_end(trainer, pl_module)
+        if not self.save_last:
+            return
+        path = Path(
+            self.last_model_path or self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
+        )
+        behind = trainer.is_global_zero and _checkpoint_step(path) != trainer.global_step
+        if trainer.strategy.broadcast(behind, src=0):
+            trainer.save_checkpoint(str(path))
+            self.last_model_path = str(path)

@@ -4,7 +4,9 @@
 ``LightningCLI`` on a recipe; every recipe key can be overridden on the command line
 (``--trainer.max_epochs 1``, ``--data.init_args.batch_size 32``) and ``--print_config`` shows the
 merged result. ``main`` dispatches on the first word through ``COMMANDS`` so that zoo verbs
-(list, evaluate, publish, compare) sit beside the Lightning ones.
+(list, evaluate, publish, compare) sit beside the Lightning ones; a verb's module is imported
+only when that verb runs. User errors (``nodezoo.errors.NodezooError``) from any verb are caught
+here, once: one ``nodezoo <verb>: error: ...`` line and exit code 2.
 
 Everything a run writes lands under ``trainer.default_root_dir`` (the run directory) unless a
 recipe says otherwise: checkpoints in ``<run dir>/checkpoints``, the logger's files and the
@@ -13,6 +15,7 @@ merged ``config.yaml`` in ``<run dir>``, so one override moves a whole run.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,8 +27,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from .callbacks import LastCheckpoint
-from .data.images import DatasetNotFoundError
-from .zoo.errors import ZooError
+from .errors import USER_ERROR_EXIT, NodezooError
 
 __all__ = ["COMMANDS", "LIGHTNING_SUBCOMMANDS", "NodezooCLI", "main"]
 
@@ -34,7 +36,7 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 SHARED_DATA_ATTRIBUTES = ("num_classes", "in_channels", "image_size")
 
 
-class RecipeError(ValueError):
+class RecipeError(NodezooError, ValueError):
     """A recipe whose parts contradict each other."""
 
 
@@ -113,22 +115,23 @@ def run_lightning(subcommand: str, args: Sequence[str]) -> int:
     return 0
 
 
-# Verb -> function(args after the verb) -> exit code. Zoo verbs are added here.
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
-    name: partial(run_lightning, name) for name in LIGHTNING_SUBCOMMANDS
+Command = Callable[[Sequence[str]], int]
+# Verb -> function(args after the verb) -> exit code, or the ``"module:function"`` path of one
+# (imported when the verb runs). A new verb is one entry here.
+COMMANDS: dict[str, Command | str] = {
+    **{name: partial(run_lightning, name) for name in LIGHTNING_SUBCOMMANDS},
+    "list": "nodezoo.zoo.commands:main_list",
+    "evaluate": "nodezoo.zoo.commands:main_evaluate",
+    "publish": "nodezoo.zoo.commands:main_publish",
+    "compare": "nodezoo.reports.commands:main_compare",
 }
 
 
-def _register_zoo_verbs() -> None:
-    from .reports.commands import main_compare
-    from .zoo.commands import main_evaluate, main_list, main_publish
-
-    COMMANDS.update(
-        list=main_list, evaluate=main_evaluate, publish=main_publish, compare=main_compare
-    )
-
-
-_register_zoo_verbs()
+def resolve_command(command: Command | str) -> Command:
+    if isinstance(command, str):
+        module, _, name = command.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return command
 
 
 def usage() -> str:
@@ -150,12 +153,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS.get(verb)
     if command is None:
         print(f"nodezoo: error: unknown command {verb!r}.\n{usage()}", file=sys.stderr)
-        return 2
+        return USER_ERROR_EXIT
     try:
-        return command(rest) or 0
-    except (DatasetNotFoundError, RecipeError, ZooError) as err:  # user errors: message = fix
-        print(f"nodezoo {verb}: error: {err}", file=sys.stderr)
-        return 2
+        return resolve_command(command)(rest) or 0
+    except NodezooError as err:  # user errors: the message says what to do
+        print(f"nodezoo {verb}: error: {one_line(err)}", file=sys.stderr)
+        return USER_ERROR_EXIT
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a recipe error quotes jsonargparse's multi-line one)."""
+    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

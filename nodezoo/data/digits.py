@@ -40,6 +40,7 @@ class DigitsDataModule(pl.LightningDataModule):
     scikit-learn."""
 
     num_classes = 10
+    label_names = tuple(str(digit) for digit in range(10))
     in_channels = 1
 
     def __init__(

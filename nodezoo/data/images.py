@@ -19,6 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 from torchvision import datasets, transforms
 
+from ..errors import NodezooError
+
 __all__ = [
     "CIFAR10DataModule",
     "DatasetNotFoundError",
@@ -28,7 +30,7 @@ __all__ = [
 ]
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(NodezooError, FileNotFoundError):
     """The data set's files are not on disk; the message says how to get them."""
 
 
@@ -65,6 +67,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     dataset_class: ClassVar[type[datasets.VisionDataset]]
     num_classes: ClassVar[int] = 10
+    label_names: ClassVar[tuple[str, ...]]  # class names in label order (published on cards)
     in_channels: ClassVar[int]
     image_size: ClassVar[int]
     flips_by_default: ClassVar[bool] = False  # mirror images are still the same class
@@ -240,6 +243,7 @@ class MNISTDataModule(ImageDataModule):
     """MNIST (the paper's Table 1): 28×28 grey digits, 60k train (55k + 5k val), 10k test."""
 
     dataset_class = datasets.MNIST
+    label_names = tuple(datasets.MNIST.classes)
     in_channels, image_size = 1, 28
     how_to_get = _idx_how_to_get(datasets.MNIST)
 
@@ -248,6 +252,7 @@ class FashionMNISTDataModule(ImageDataModule):
     """Fashion-MNIST: MNIST's format, harder images; uses the Debian package's files if present."""
 
     dataset_class = datasets.FashionMNIST
+    label_names = tuple(datasets.FashionMNIST.classes)
     in_channels, image_size = 1, 28
     default_system_dir = "/usr/share/datasets/fashion-mnist"
     how_to_get = (
@@ -261,6 +266,10 @@ class CIFAR10DataModule(ImageDataModule):
     """CIFAR-10: 32×32 colour images; augmentation adds a horizontal flip to the random crop."""
 
     dataset_class = datasets.CIFAR10
+    # torchvision reads these from the data files; they are fixed by the data set
+    label_names = (
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    )  # fmt: skip
     in_channels, image_size = 3, 32
     flips_by_default = True
     how_to_get = (

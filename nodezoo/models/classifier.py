@@ -13,9 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..nn.regularisation import RegularisationConfig, configure_regularisation, regularisation_loss
+from ..nn.ode_block import configure_regularisation, regularisation_loss
+from ..nn.regularisation import RegularisationConfig
+from ..runs import ode_blocks
 from ..solvers import SolverConfig
-from ..zoo.pretrained import PretrainedMixin
+from ..zoo.pretrained import PretrainedMixin, load_pretrained_weights
 from .backbones import build_backbone, resolve_solver
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -89,20 +91,26 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
             configure_regularisation(self, reg)
             self.hparams.regularisation = reg.to_dict()
         self._make_metrics(num_classes)
-        if pretrained is not None:
-            self._load_pretrained(pretrained)
-
-    def _load_pretrained(self, ref: str) -> None:
-        """Weights from a zoo model (strictly; the head only if its shape fits). Imported here:
-        the zoo layer sits above the models."""
-        from ..zoo.pretrained import load_pretrained_weights
-
-        load_pretrained_weights(self, ref)
+        if pretrained is not None:  # weights of a zoo model: strictly, the head if it fits
+            load_pretrained_weights(self, pretrained)
 
     # ---- model API (timm-style) ----
     @property
     def solver(self) -> SolverConfig | None:
-        return None if self.hparams.solver is None else SolverConfig.from_dict(self.hparams.solver)
+        """The ODE block's solver (None for discrete backbones). The block is the one source of
+        truth: config.json and checkpoints record this, whoever changed it."""
+        blocks = ode_blocks(self)
+        return blocks[0].solver if blocks else None
+
+    @solver.setter
+    def solver(self, value: SolverConfig | dict) -> None:
+        blocks = ode_blocks(self)
+        if not blocks:
+            raise ValueError(f"backbone={self.hparams.backbone!r} has no ODE block to solve.")
+        config = SolverConfig.from_dict(value)
+        for block in blocks:
+            block.solver = config
+        self.hparams.solver = config.to_dict()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

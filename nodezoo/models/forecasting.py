@@ -13,13 +13,15 @@ import torch
 from torchmetrics import SumMetric
 
 from ..nn.recurrent import check_batch, masked_squared_error
+from ..zoo.pretrained import PretrainedMixin
 
 LR_SCHEDULES = ("constant", "cosine")
 
 
-class ForecastingModel(pl.LightningModule):
+class ForecastingModel(PretrainedMixin, pl.LightningModule):
     """Base class; subclasses call ``super().__init__()`` then ``save_hyperparameters()`` with
-    ``lr``, ``weight_decay`` and ``lr_schedule`` among their init args."""
+    ``lr``, ``weight_decay`` and ``lr_schedule`` among their init args. Zoo methods
+    (``from_pretrained``, ``save_pretrained``, ``push_to_hub``) come from ``PretrainedMixin``."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -101,6 +101,17 @@ class LatentODE(ForecastingModel):
             self.register_buffer("log_obs_std", log_std)
 
     # ---- model API ----
+    @property
+    def solver(self) -> SolverConfig:
+        """The latent ODE's solver; its block is the one source of truth (config.json and
+        checkpoints record this, whoever changed it). The ODE-RNN encoder has its own."""
+        return self.ode.solver
+
+    @solver.setter
+    def solver(self, value: SolverConfig | dict) -> None:
+        self.ode.solver = SolverConfig.from_dict(value)
+        self.hparams.solver = self.ode.solver.to_dict()
+
     def encode(self, obs_t, obs_x, obs_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of ``q(z0)``, each ``(B, latent_dim)``."""
         self._check_values(obs_x)

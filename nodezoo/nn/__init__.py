@@ -2,9 +2,9 @@
 recurrent cells."""
 
 from .fields import AugmentChannels, ConcatConv2d, ConvODEField, MLPField, group_norm
-from .ode_block import ODEBlock
+from .ode_block import ODEBlock, configure_regularisation, regularisation_loss
 from .recurrent import BATCH_KEYS, BackwardEncoder, ODERNNCell
-from .regularisation import RegularisationConfig, regularisation_loss
+from .regularisation import RegularisationConfig
 from .reversible import ReversibleBlock, ReversibleSequence
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "RegularisationConfig",
     "ReversibleBlock",
     "ReversibleSequence",
+    "configure_regularisation",
     "group_norm",
     "regularisation_loss",
 ]

@@ -119,3 +119,28 @@ class ODEBlock(nn.Module):
             reg = self.regularisation
             text += f", kinetic={reg.kinetic}, jacobian={reg.jacobian}, steer={reg.steer}"
         return text
+
+
+def regularisation_loss(module: nn.Module) -> torch.Tensor | None:
+    """The weighted regularisers of every ODE block in ``module`` from its last forward pass
+    (what a model adds to its training loss); ``None`` when none is switched on."""
+    losses = [
+        m.regularisation_loss
+        for m in module.modules()
+        if isinstance(m, ODEBlock) and m.regularisation_loss is not None
+    ]
+    return sum(losses[1:], losses[0]) if losses else None
+
+
+def configure_regularisation(module: nn.Module, config: RegularisationConfig | dict | None) -> None:
+    """Give every ODE block in ``module`` the same regularisation (for models that build their
+    blocks deep inside, e.g. a classifier's backbone)."""
+    config = RegularisationConfig.from_dict(config)
+    blocks = [m for m in module.modules() if isinstance(m, ODEBlock)]
+    if config.active and not blocks:
+        raise ValueError(
+            f"regularisation {config.to_dict()} acts on ODE blocks, and this "
+            f"{type(module).__name__} has none; use an ODE model or leave regularisation unset."
+        )
+    for block in blocks:
+        block.regularisation = config

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 import torch
-from torch import nn
 
 from ..solvers import SolverConfig, SolveStats, solve
 
@@ -185,32 +184,3 @@ def solve_regularised(
     )  # fmt: skip
     integrals = rs[-1].reshape(len(terms), -1).mean(1)
     return ys, dict(zip(terms, integrals, strict=True))
-
-
-def regularisation_loss(module: nn.Module) -> torch.Tensor | None:
-    """The weighted regularisers of every ODE block in ``module`` from its last forward pass
-    (what a model adds to its training loss); ``None`` when none is switched on."""
-    from .ode_block import ODEBlock
-
-    losses = [
-        m.regularisation_loss
-        for m in module.modules()
-        if isinstance(m, ODEBlock) and m.regularisation_loss is not None
-    ]
-    return sum(losses[1:], losses[0]) if losses else None
-
-
-def configure_regularisation(module: nn.Module, config: RegularisationConfig | dict | None) -> None:
-    """Give every ODE block in ``module`` the same regularisation (for models that build their
-    blocks deep inside, e.g. a classifier's backbone)."""
-    from .ode_block import ODEBlock
-
-    config = RegularisationConfig.from_dict(config)
-    blocks = [m for m in module.modules() if isinstance(m, ODEBlock)]
-    if config.active and not blocks:
-        raise ValueError(
-            f"regularisation {config.to_dict()} acts on ODE blocks, and this "
-            f"{type(module).__name__} has none; use an ODE model or leave regularisation unset."
-        )
-    for block in blocks:
-        block.regularisation = config

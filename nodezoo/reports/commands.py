@@ -1,24 +1,26 @@
 """``nodezoo compare``: tables, figures and a W&B report for a set of runs.
 
 ``main_compare(argv) -> exit code`` parses its own options (like the zoo verbs), so
-``nodezoo.cli`` only maps the verb to it. Unreadable inputs print one
-``nodezoo compare: error: ...`` line and exit 2.
+``nodezoo.cli`` only maps the verb to it. Unreadable inputs raise ``ReportError`` (a
+``NodezooError``), which ``nodezoo.cli.main`` prints as one line with exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .sources import ReportError
+from .plots import plot_all
+from .sources import ReportError, load_records
+from .sweeps import memory_sweep, tolerance_sweep
+from .table import write_table
+from .wandb_report import publish_or_write
 
 __all__ = ["main_compare"]
 
-USER_ERROR_EXIT = 2
 DEFAULT_TOLERANCES = (1e-1, 1e-2, 1e-3, 1e-4)
 
 
@@ -108,11 +110,6 @@ def _check(args: argparse.Namespace) -> None:
 
 def compare(args: argparse.Namespace, argv: Sequence[str]) -> list[Path]:
     """Everything ``nodezoo compare`` writes; the paths."""
-    from .plots import plot_all
-    from .sources import load_records
-    from .sweeps import memory_sweep, tolerance_sweep
-    from .table import write_table
-
     _check(args)
     records = load_records(args.inputs)
     out: Path = args.out
@@ -135,8 +132,6 @@ def compare(args: argparse.Namespace, argv: Sequence[str]) -> list[Path]:
         written.append(_write_csv(memory_rows, out / "memory_sweep.csv"))
     written += plot_all(records, out, tolerance_rows, memory_rows)
     if args.wandb_report:
-        from .wandb_report import publish_or_write
-
         message, path = publish_or_write(
             records,
             out,
@@ -153,15 +148,8 @@ def compare(args: argparse.Namespace, argv: Sequence[str]) -> list[Path]:
 
 def main_compare(argv: Sequence[str]) -> int:
     """``nodezoo compare INPUTS... --out DIR [...]``."""
-    from ..data.images import DatasetNotFoundError
-    from ..zoo.errors import ZooError
-
     args = _parser().parse_args(list(argv))
-    try:
-        written = compare(args, argv)
-    except (ReportError, ZooError, DatasetNotFoundError) as err:
-        print(f"nodezoo compare: error: {err}", file=sys.stderr)
-        return USER_ERROR_EXIT
+    written = compare(args, argv)
     print((args.out / "table.md").read_text())
     print("wrote:\n" + "\n".join(f"  {p}" for p in written))
     return 0

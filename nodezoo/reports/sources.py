@@ -17,9 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..callbacks import SUMMARY_NAME
-from ..zoo.errors import ZooError
-from ..zoo.pretrained import CONFIG_NAME, METRICS_NAME, read_config, read_metrics
+from ..errors import NodezooError
+from ..runs import (
+    CHECKPOINT_SUFFIX,
+    MODEL_PARAMS,
+    RUN_MODEL,
+    RUN_NAME,
+    SUMMARY_NAME,
+    find_summary,
+    read_summary,
+)
+from ..zoo import registry
+from ..zoo.folder import CONFIG_NAME, METRICS_NAME, read_config, read_metrics
 
 __all__ = [
     "ReportError",
@@ -29,16 +38,13 @@ __all__ = [
     "read_wandb_run",
 ]
 
-CHECKPOINT_SUFFIX = ".ckpt"
 WANDB_LOG_GLOB = "run-*.wandb"
-# How far above a checkpoint its run directory may be (<run dir>/checkpoints/x.ckpt is 2).
-CHECKPOINT_DEPTH = 3
 WANDB_TIMEOUT_S = 120
 # W&B history keys that differ from the summary's names (Lightning's per-epoch suffix).
 EPOCH_SUFFIX = "_epoch"
 
 
-class ReportError(ValueError):
+class ReportError(NodezooError, ValueError):
     """An input ``nodezoo compare`` cannot read; the message says what to pass instead."""
 
 
@@ -58,57 +64,31 @@ class RunRecord:
 
     @property
     def model(self) -> str:
-        return str(self.scalars.get("run/model") or self.name)
+        return str(self.scalars.get(RUN_MODEL) or self.name)
 
     def get(self, key: str) -> Any:
         return self.scalars.get(key)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ReportError(f"{path} is not a readable JSON file: {err}") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path} does not hold a JSON object.")
-    return data
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested groups (``{"test": {"acc": ...}}``) as the ``group/name`` keys the logs use."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}/"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _from_summary(path: Path, kind: str, checkpoint: Path | None = None) -> RunRecord:
-    data = _read_json(path)
-    history = data.pop("history", None) or {}
-    data = _flat(data)
-    name = data.get("run/name") or path.parent.name
-    return RunRecord(str(name), path.parent, kind, data, history, checkpoint=checkpoint)
+    scalars, history = read_summary(path)
+    name = scalars.get(RUN_NAME) or path.parent.name
+    return RunRecord(str(name), path.parent, kind, scalars, history, checkpoint=checkpoint)
 
 
 def _checkpoint_record(ckpt: Path) -> RunRecord:
-    for folder in list(ckpt.parents)[:CHECKPOINT_DEPTH]:
-        if (folder / SUMMARY_NAME).is_file():
-            return _from_summary(folder / SUMMARY_NAME, "checkpoint", checkpoint=ckpt)
-    raise ReportError(
-        f"no {SUMMARY_NAME} found in the {CHECKPOINT_DEPTH} folders above {ckpt}; was the run "
-        "trained with nodezoo.callbacks.RunSummary in trainer.callbacks?"
-    )
+    summary = find_summary(ckpt)
+    if summary is None:
+        raise ReportError(
+            f"no {SUMMARY_NAME} found in the folders above {ckpt}; was the run trained with "
+            "nodezoo.callbacks.RunSummary in trainer.callbacks?"
+        )
+    return _from_summary(summary, "checkpoint", checkpoint=ckpt)
 
 
 def _zoo_record(folder: Path) -> RunRecord:
-    try:
-        scalars, config = dict(read_metrics(folder)), read_config(folder)
-    except ZooError as err:
-        raise ReportError(str(err)) from None
-    scalars.setdefault("run/model", config.get("backbone") or config.get("architecture"))
+    scalars, config = dict(read_metrics(folder)), read_config(folder)
+    scalars.setdefault(RUN_MODEL, config.get("backbone") or config.get("architecture"))
     return RunRecord(folder.name, folder, "zoo", scalars, zoo_folder=folder)
 
 
@@ -171,10 +151,10 @@ def read_wandb_run(folder: str | os.PathLike) -> RunRecord:
     scalars = {k: v for k, v in (state.get("summary") or {}).items() if not k.startswith("_")}
     history = _history_by_epoch(_leet(["--json", str(folder)]))
     name = state.get("name") or scalars.get("run/name") or folder.name
-    scalars.setdefault("run/name", name)
+    scalars.setdefault(RUN_NAME, name)
     config = state.get("config") or {}
     # a run without RunSummary still has these as config (ResourceMonitor's hyperparameter)
-    for key, config_key in (("model/params", "model/params"), ("run/model", "backbone")):
+    for key, config_key in ((MODEL_PARAMS, MODEL_PARAMS), (RUN_MODEL, "backbone")):
         if config.get(config_key) is not None:
             scalars.setdefault(key, config[config_key])
     return RunRecord(str(name), folder, "wandb", scalars, history)
@@ -198,10 +178,8 @@ def load_record(ref: str | os.PathLike) -> RunRecord:
             f"{path} has no {SUMMARY_NAME} (run directory), metrics.json + config.json (zoo "
             f"folder) or {WANDB_LOG_GLOB} (W&B run directory)."
         )
-    from ..zoo.registry import zoo_names, zoo_root
-
-    if str(ref) in zoo_names():
-        return _zoo_record(zoo_root() / str(ref))
+    if str(ref) in registry.zoo_names():
+        return _zoo_record(registry.zoo_root() / str(ref))
     raise ReportError(
         f"{str(ref)!r} is neither a path nor a shipped zoo name (nodezoo list shows them)."
     )

@@ -11,17 +11,29 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
-from ..callbacks import SavedTensorMeter, ode_blocks
+from ..callbacks import SavedTensorMeter
+from ..models.classifier import ImageClassifier
+from ..runs import (
+    RUN_CONFIG_NAME,
+    import_model_class,
+    model_class_path,
+    model_from_checkpoint,
+    ode_blocks,
+    read_checkpoint,
+    read_run_config,
+)
+from ..zoo.errors import ZooError
+from ..zoo.evaluation import evaluate
+from ..zoo.folder import RECIPE_NAME, read_recipe
+from ..zoo.pretrained import from_pretrained
 from .sources import ReportError, RunRecord
 
 __all__ = [
@@ -34,34 +46,21 @@ __all__ = [
 
 GRADIENTS = ("backprop", "adjoint", "checkpoint")
 DEPTH_BACKBONES = ("resnet", "revnet")
-CONFIG_NAME = "config.yaml"  # the merged config LightningCLI saves into the run directory
-TRUSTED_PREFIX = "nodezoo."
+# The model class of a checkpoint whose run recorded none (runs made with a plain Trainer).
 DEFAULT_MODEL_CLASS = "nodezoo.models.classifier.ImageClassifier"
 
 
-def _import_class(class_path: str) -> type:
-    import importlib
-
-    if not class_path.startswith(TRUSTED_PREFIX):
-        raise ReportError(f"refusing to import {class_path!r}: not a nodezoo class.")
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
 def _checkpoint_model(record: RunRecord, recipe_path: Path | None) -> tuple[nn.Module, dict]:
-    path = recipe_path or record.source / CONFIG_NAME
+    path = recipe_path or record.source / RUN_CONFIG_NAME
     if not path.is_file():
         raise ReportError(
-            f"{record.checkpoint}: no {CONFIG_NAME} in {record.source} names its test data; "
+            f"{record.checkpoint}: no {RUN_CONFIG_NAME} in {record.source} names its test data; "
             "pass --recipe <the recipe it was trained with>."
         )
-    recipe = yaml.safe_load(path.read_text()) or {}
-    model_section = recipe.get("model") or {}
-    cls = _import_class(str(model_section.get("class_path", DEFAULT_MODEL_CLASS)))
-    # a fine-tuned model must not fetch its starting weights again: the checkpoint has them
-    extra = {"pretrained": None} if "pretrained" in inspect.signature(cls).parameters else {}
-    model = cls.load_from_checkpoint(str(record.checkpoint), map_location="cpu", **extra)
-    return model.eval(), recipe
+    recipe = read_run_config(path)
+    checkpoint = read_checkpoint(record.checkpoint)
+    cls = import_model_class(model_class_path(checkpoint, recipe) or DEFAULT_MODEL_CLASS)
+    return model_from_checkpoint(checkpoint, cls), recipe
 
 
 def load_model_and_recipe(
@@ -72,18 +71,16 @@ def load_model_and_recipe(
     if record.checkpoint is not None:
         return _checkpoint_model(record, recipe_path)
     if record.zoo_folder is not None:
-        from ..zoo import from_pretrained
-        from ..zoo.pretrained import RECIPE_NAME
-
-        recipe_file = recipe_path or record.zoo_folder / RECIPE_NAME
-        if not recipe_file.is_file():
+        recipe = read_run_config(recipe_path) if recipe_path else read_recipe(record.zoo_folder)
+        if recipe is None:
             raise ReportError(f"{record.zoo_folder} has no {RECIPE_NAME}; pass --recipe.")
-        return from_pretrained(record.zoo_folder), yaml.safe_load(recipe_file.read_text()) or {}
+        return from_pretrained(record.zoo_folder), recipe
     return None
 
 
 def set_tolerance(model: nn.Module, tolerance: float) -> None:
-    """rtol = atol = ``tolerance`` in every ODE block, the rest of each solver kept."""
+    """rtol = atol = ``tolerance`` in every ODE block, the rest of each solver kept (a model
+    saved afterwards records it: its blocks are its solver's one source of truth)."""
     for block in ode_blocks(model):
         block.solver = dataclasses.replace(block.solver, rtol=tolerance, atol=tolerance)
 
@@ -100,9 +97,6 @@ def tolerance_sweep(
 ) -> list[dict[str, Any]]:
     """Rows ``{name, model, tolerance, test/acc, test/nfe_forward, test/loss}`` for each ODE
     model with weights; other records are skipped (and said so through ``log``)."""
-    from ..zoo.errors import ZooError
-    from ..zoo.evaluation import evaluate
-
     rows = []
     for record in records:
         loaded = load_model_and_recipe(record, recipe_path)
@@ -162,8 +156,6 @@ def memory_sweep(
     """Rows ``{model, gradient, tolerance, depth, nfe_forward, nfe_backward,
     saved_for_backward_mb}``: ODE-Net per gradient mode and tolerance (backprop is the RK-Net),
     ResNet/RevNet per depth. Same random batch and, per architecture, the same weights."""
-    from ..models.classifier import ImageClassifier
-
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(batch_size, 1, 28, 28, generator=generator)
     y = torch.randint(0, 10, (batch_size,), generator=generator)

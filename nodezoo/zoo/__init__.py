@@ -1,15 +1,35 @@
 """The model zoo: load, save, evaluate and publish pretrained nodezoo models.
 
 ``from_pretrained(ref)`` takes a zoo name (``odenet-fashion-mnist``), a local folder or a Hub repo
-id; ``list_models()`` lists the shipped zoo with its headline metrics. Zoo model classes also get
-``Class.from_pretrained``, ``model.save_pretrained`` and ``model.push_to_hub``.
+id; ``list_models()`` lists the shipped zoo with its headline metrics. Zoo model classes derive
+from ``PretrainedMixin``: ``Class.from_pretrained``, ``model.save_pretrained``,
+``model.push_to_hub``.
+
+The modules stack in one direction, each importing only those above it in this list:
+
+- ``registry``: architecture name -> model class (by import path; imports no models)
+- ``cards``: the README.md model card, rendered from data
+- ``folder``: the folder format (file names, config/metrics/recipe, weights, saving)
+- ``hub``: the Hugging Face Hub (the only module using huggingface_hub's network API)
+- ``pretrained``: references -> models, ``PretrainedMixin``
+- ``catalog``: the shipped zoo as a list and as torch.hub entry points
+- ``evaluation``: recompute a model's test metrics (imports the data layer)
+- ``publish``: checkpoint -> folder
+- ``commands``: the ``nodezoo list|evaluate|publish`` verbs
+
+Nothing here imports ``nodezoo.reports``. ``evaluate`` and the modules below ``catalog`` are
+loaded on first use, so importing a model class (which imports ``pretrained``) stays light.
 """
 
 from __future__ import annotations
 
-from . import registry
+import importlib
+from typing import Any
+
+from .catalog import entrypoints, list_models
 from .errors import HubAccessError, WeightsMismatchError, ZooError
-from .pretrained import PretrainedMixin, from_pretrained, load_pretrained_weights, save_folder
+from .folder import save_folder
+from .pretrained import PretrainedMixin, from_pretrained, load_pretrained_weights
 from .registry import ZooArchitecture, get_architecture, register, registered, zoo_names, zoo_root
 
 __all__ = [
@@ -31,52 +51,11 @@ __all__ = [
     "zoo_root",
 ]
 
-
-def list_models() -> list[dict]:
-    """One row per shipped zoo folder: name, architecture, headline metric and params."""
-    from .pretrained import read_config, read_metrics
-
-    rows = []
-    for name in registry.zoo_names():
-        folder = registry.zoo_root() / name
-        entry = get_architecture(read_config(folder)["architecture"])
-        metrics = read_metrics(folder)
-        rows.append(
-            {
-                "name": name,
-                "architecture": entry.name,
-                "metric": entry.headline_metric,
-                "value": metrics.get(entry.headline_metric),
-                "params": metrics.get("model/params"),
-                "epochs": metrics.get("run/epochs"),
-            }
-        )
-    return rows
+# Attributes loaded on first access (they import the data layer): name -> module.
+_LAZY = {"evaluate": ".evaluation"}
 
 
-def evaluate(*args, **kwargs) -> dict:
-    """See :func:`nodezoo.zoo.evaluate.evaluate` (imported lazily: it pulls in the data layer)."""
-    from .evaluation import evaluate as _evaluate
-
-    return _evaluate(*args, **kwargs)
-
-
-def entrypoints() -> dict:
-    """torch.hub entry points: ``pretrained(ref, **kw)`` plus one per zoo folder, named in snake
-    case (``odenet_fashion_mnist``)."""
-
-    def pretrained(ref, **kwargs):
-        """Load any zoo model: a zoo name, a folder or a Hub repo id (see from_pretrained)."""
-        return from_pretrained(ref, **kwargs)
-
-    def _entry(name):
-        def load(**kwargs):
-            return from_pretrained(name, **kwargs)
-
-        load.__name__ = name.replace("-", "_")
-        load.__doc__ = f"The zoo model {name!r} (keyword args go to from_pretrained)."
-        return load
-
-    points = {"pretrained": pretrained}
-    points.update({n.replace("-", "_"): _entry(n) for n in registry.zoo_names()})
-    return points
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,21 +2,23 @@
 
 Every number in a card comes from metrics.json (measured by the run's callbacks or by
 ``nodezoo evaluate``), config.json or the recipe; nothing is typed in by hand, so a card cannot
-drift from its weights. The front matter is Hugging Face's card metadata (``model-index`` carries
-the measured results so the Hub shows them).
+drift from its weights. The front matter is Hugging Face's card metadata, built with
+huggingface_hub's ``ModelCardData``/``EvalResult`` (``model-index`` carries the measured results,
+attributed to ``nodezoo evaluate``, so the Hub shows them).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .registry import get_architecture
 
-__all__ = ["CITATION", "DATASETS", "METRIC_ROWS", "recipe_facts", "render_card"]
+__all__ = ["CITATION", "DATASETS", "METRIC_ROWS", "hub_id", "recipe_facts", "render_card"]
 
 CITATION = """@inproceedings{chen2018neural,
   title     = {Neural Ordinary Differential Equations},
@@ -88,6 +90,10 @@ MODEL_INDEX_METRICS = {
     "test/rmse_n50": ("rmse", "test rmse (50 observed points)"),
     "test/rmse_n100": ("rmse", "test rmse (100 observed points)"),
 }
+# Where the results in model-index come from: the command that recomputes them from the weights.
+EVAL_SOURCE = "nodezoo evaluate"
+HUB_URL = "https://huggingface.co"
+HUB_LIBRARY_URL = f"{HUB_URL}/models?library=nodezoo"
 # metrics.json key holding a Markdown comparison with baselines (``nodezoo compare``'s table).
 COMPARISON_KEY = "report/comparison"
 # metrics.json keys "paper/<key>" hold the published number for "<key>" (shown beside ours).
@@ -110,36 +116,48 @@ def recipe_facts(recipe_text: str | None) -> dict[str, Any]:
     }
 
 
-def _front_matter(name, entry, metrics, dataset, base_model) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "library_name": "nodezoo",
-        "license": "mit",
-        "pipeline_tag": entry.task,
-        "tags": ["nodezoo", "neural-ode", "pytorch", "pytorch-lightning", entry.task],
-    }
-    display, hub_id = dataset
-    if hub_id:
-        meta["datasets"] = [hub_id]
-    if base_model:
-        meta["base_model"] = base_model
+def hub_id(ref: str | None) -> str | None:
+    """``ref`` if it is a Hub repo id (``org/name``), else None (a zoo name or a local path)."""
+    if not ref or Path(ref).exists():
+        return None
+    parts = str(ref).split("/")
+    return str(ref) if len(parts) == 2 and all(parts) and "\\" not in str(ref) else None
+
+
+def _front_matter(name, entry, metrics, dataset, base_model, repo_id) -> str:
+    """The card's YAML metadata, built with huggingface_hub's ``ModelCardData``/``EvalResult``
+    (imported here: huggingface_hub reads ``HF_ENDPOINT`` when first imported)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    display, dataset_id = dataset
     measured = [(k, t, n) for k, (t, n) in MODEL_INDEX_METRICS.items() if k in metrics]
-    if measured:
-        meta["metrics"] = list(dict.fromkeys(t for _, t, _ in measured))
-        meta["model-index"] = [
-            {
-                "name": name,
-                "results": [
-                    {
-                        "task": {"type": entry.task},
-                        "dataset": {"name": display, "type": hub_id or display, "split": "test"},
-                        "metrics": [
-                            {"type": t, "value": metrics[k], "name": n} for k, t, n in measured
-                        ],
-                    }
-                ],
-            }
-        ]
-    return meta
+    source_url = f"{HUB_URL}/{repo_id}" if repo_id else HUB_LIBRARY_URL
+    results = [
+        EvalResult(
+            task_type=entry.task,
+            dataset_type=dataset_id or display,
+            dataset_name=display,
+            dataset_split="test",
+            metric_type=metric_type,
+            metric_value=metrics[key],
+            metric_name=metric_name,
+            source_name=EVAL_SOURCE,
+            source_url=source_url,
+        )
+        for key, metric_type, metric_name in measured
+    ]
+    data = ModelCardData(
+        model_name=name if results else None,  # the model-index entry's name
+        library_name="nodezoo",
+        license="mit",
+        pipeline_tag=entry.task,
+        tags=["nodezoo", "neural-ode", "pytorch", "pytorch-lightning", entry.task],
+        datasets=[dataset_id] if dataset_id else None,
+        base_model=hub_id(base_model),
+        metrics=list(dict.fromkeys(t for _, t, _ in measured)) or None,
+        eval_results=results or None,
+    )
+    return data.to_yaml()
 
 
 def _results_table(metrics: Mapping[str, Any], max_epochs) -> list[str]:
@@ -170,18 +188,23 @@ def render_card(
     metrics: Mapping[str, Any],
     recipe_text: str | None = None,
     base_model: str | None = None,
+    repo_id: str | None = None,
+    label_names: list[str] | None = None,
 ) -> str:
-    """The card for a zoo folder, from its config, metrics and recipe."""
+    """The card for a zoo folder, from its config, metrics and recipe. ``base_model``: what it
+    was fine-tuned from (in the metadata when it is a Hub id); ``repo_id``: the Hub repo the card
+    is for, where the results' source links to; ``label_names``: the classes, in output
+    order."""
     entry = get_architecture(config["architecture"])
     facts = recipe_facts(recipe_text)
     data_class = facts.get("data_class")
     dataset = DATASETS.get(data_class, (data_class or "unknown data", None))
     max_epochs = metrics.get("run/max_epochs", facts.get("max_epochs"))
-    front = _front_matter(name, entry, metrics, dataset, base_model)
+    front = _front_matter(name, entry, metrics, dataset, base_model, repo_id)
     backbone = config.get("backbone")
     title = f"{entry.name}" + (f" ({backbone})" if backbone else "")
 
-    lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
+    lines = ["---", front.rstrip(), "---", "", f"# {name}", ""]
     lines += [
         f"A nodezoo `{title}` model trained on {dataset[0]}.",
         "Numbers on this card are generated from `metrics.json`, `config.json` and "
@@ -198,18 +221,24 @@ def render_card(
     if base_model:
         lines += [f"Fine-tuned from `{base_model}`.", ""]
 
-    lines += ["## Use", "", "```python", "from nodezoo.zoo import from_pretrained", ""]
-    lines.append(f'model = from_pretrained("{name}")  # a zoo name, a Hub repo id or a folder')
+    lines += ["## Use", "", "```python", "import nodezoo", ""]
+    lines.append(f'model = nodezoo.from_pretrained("{name}")  # a zoo name, Hub repo id or folder')
     if entry.task == "image-classification":
         shape = f"(B, {config.get('in_channels')}, {config.get('image_size')}, "
         shape += f"{config.get('image_size')})"
         lines.append(f"logits = model(images)  # float images in [0, 1], shape {shape}")
+        if label_names:
+            lines.append("model.label_names[logits.argmax(-1)[0]]  # the first image's class")
     elif entry.task == "time-series-forecasting":
         lines.append(
             "mean, _ = model.predict(obs_t, obs_x, query_t, 0, obs_mask)  "
             "# obs_x (B, T, D), obs_t/obs_mask (B, T); mean (B, Tq, D)"
         )
-    lines += ["```", "", "## Architecture and solver", "", "| Init arg | Value |", "| --- | --- |"]
+    lines.append("```")
+    if label_names:
+        classes = ", ".join(f"`{n}`" for n in label_names)
+        lines += ["", f"Classes, in output order (`label_names` in config.json): {classes}."]
+    lines += ["", "## Architecture and solver", "", "| Init arg | Value |", "| --- | --- |"]
     for key, value in config.items():
         lines.append(f"| `{key}` | `{json.dumps(value)}` |")
 

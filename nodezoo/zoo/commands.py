@@ -1,44 +1,26 @@
 """The zoo verbs of the ``nodezoo`` command: ``list``, ``evaluate``, ``publish``.
 
 Each ``main_<verb>(argv) -> exit code`` parses its own options, so ``nodezoo.cli`` only maps the
-verb to the function. User errors (a bad reference, no token, the Hub unreachable, missing data)
-print one ``nodezoo <verb>: error: ...`` line and exit 2, with no traceback.
+verb to the function. User errors are raised as ``NodezooError``s; ``nodezoo.cli.main`` turns
+them into one ``nodezoo <verb>: error: ...`` line and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from functools import wraps
+from collections.abc import Sequence
 from pathlib import Path
 
+from .cards import COMPARISON_KEY
+from .catalog import list_models
 from .errors import ZooError
+from .evaluation import evaluate
+from .hub import upload_folder, upload_token
+from .publish import build_folder
 
 __all__ = ["main_evaluate", "main_list", "main_publish"]
-
-USER_ERROR_EXIT = 2
-
-
-def _user_errors(verb: str) -> Callable:
-    """Turn the errors a user can fix into one message and a non-zero exit."""
-
-    def decorate(fn: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str]], int]:
-        @wraps(fn)
-        def run(argv: Sequence[str]) -> int:
-            from ..data.images import DatasetNotFoundError
-
-            try:
-                return fn(argv)
-            except (ZooError, DatasetNotFoundError) as err:
-                print(f"nodezoo {verb}: error: {err}", file=sys.stderr)
-                return USER_ERROR_EXIT
-
-        return run
-
-    return decorate
 
 
 def _format_value(key: str, value) -> str:
@@ -49,7 +31,6 @@ def _format_value(key: str, value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-@_user_errors("list")
 def main_list(argv: Sequence[str]) -> int:
     """``nodezoo list [--json]``: the shipped zoo with headline metrics."""
     parser = argparse.ArgumentParser(
@@ -57,8 +38,6 @@ def main_list(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(list(argv))
-    from . import list_models
-
     rows = list_models()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -84,7 +63,6 @@ def main_list(argv: Sequence[str]) -> int:
     return 0
 
 
-@_user_errors("evaluate")
 def main_evaluate(argv: Sequence[str]) -> int:
     """``nodezoo evaluate REF``: recompute a model's test metrics from its weights."""
     parser = argparse.ArgumentParser(
@@ -99,8 +77,6 @@ def main_evaluate(argv: Sequence[str]) -> int:
     parser.add_argument("--limit-batches", type=int, help="evaluate only this many batches")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(list(argv))
-    from .evaluation import evaluate
-
     metrics = evaluate(
         args.ref,
         revision=args.revision,
@@ -133,7 +109,6 @@ def _parse_facts(parser: argparse.ArgumentParser, items: list[str]) -> dict[str,
     return facts
 
 
-@_user_errors("publish")
 def main_publish(argv: Sequence[str]) -> int:
     """``nodezoo publish SOURCE (--repo-id ORG/NAME | --out DIR)``."""
     parser = argparse.ArgumentParser(
@@ -146,12 +121,17 @@ def main_publish(argv: Sequence[str]) -> int:
     parser.add_argument("--out", help="only write the folder here; no upload")
     parser.add_argument("--name", help="model name on the card (default: the folder/repo name)")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
-    parser.add_argument("--revision", help="branch to upload to (created if missing)")
-    parser.add_argument("--recipe", help="recipe YAML (default: the run dir's config.yaml)")
     parser.add_argument(
-        "--metrics",
-        help="metrics JSON or a W&B offline run dir (default: the run dir's summary.json)",
+        "--branch",
+        "--revision",
+        dest="branch",
+        help="branch to upload to (created if missing; default main)",
     )
+    parser.add_argument(
+        "--create-pr", action="store_true", help="open a pull request instead of committing"
+    )
+    parser.add_argument("--recipe", help="recipe YAML (default: the run dir's config.yaml)")
+    parser.add_argument("--metrics", help="metrics JSON file (default: the run dir's summary.json)")
     parser.add_argument(
         "--fact",
         action="append",
@@ -177,12 +157,8 @@ def main_publish(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     if not args.repo_id and not args.out:
         parser.error("give --repo-id ORG/NAME to upload, or --out DIR to only build the folder")
-    from .publish import build_folder, upload_folder, upload_token
-
     facts = _parse_facts(parser, args.fact)
     if args.comparison:
-        from .cards import COMPARISON_KEY
-
         try:
             facts[COMPARISON_KEY] = Path(args.comparison).read_text()
         except OSError as err:
@@ -205,6 +181,16 @@ def main_publish(argv: Sequence[str]) -> int:
             limit_batches=args.limit_batches,
             facts=facts,
             seed=args.seed,
+            repo_id=args.repo_id,
+        )
+
+    def upload(folder: Path) -> str:
+        return upload_folder(
+            folder,
+            args.repo_id,
+            private=args.private,
+            branch=args.branch,
+            create_pr=args.create_pr,
         )
 
     if args.out:
@@ -212,10 +198,9 @@ def main_publish(argv: Sequence[str]) -> int:
         print(f"wrote {folder}")
         if not args.repo_id:
             return 0
-        url = upload_folder(folder, args.repo_id, private=args.private, revision=args.revision)
+        url = upload(folder)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            folder = build(Path(tmp) / args.repo_id.split("/")[-1])
-            url = upload_folder(folder, args.repo_id, private=args.private, revision=args.revision)
+            url = upload(build(Path(tmp) / args.repo_id.split("/")[-1]))
     print(f"published {args.repo_id}: {url}")
     return 0

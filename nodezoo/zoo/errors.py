@@ -1,16 +1,14 @@
-"""The zoo's error types: user errors whose message says what to do."""
+"""The zoo's error types: user errors (``NodezooError``) whose message says what to do."""
 
 from __future__ import annotations
+
+from ..errors import NodezooError, WeightsMismatchError
 
 __all__ = ["HubAccessError", "WeightsMismatchError", "ZooError"]
 
 
-class ZooError(ValueError):
+class ZooError(NodezooError, ValueError):
     """A zoo reference, folder or config that cannot be used as given."""
-
-
-class WeightsMismatchError(ZooError):
-    """Saved weights do not fit the model: missing or unexpected keys, or wrong shapes."""
 
 
 class HubAccessError(ZooError):

@@ -18,16 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
+from ..data.spirals import Spirals, make_spirals, spiral_batch
+from ..nn.recurrent import masked_rmse
+from ..runs import MODEL_PARAMS, TEST_NFE_FORWARD, count_parameters, ode_blocks
 from .errors import ZooError
-from .pretrained import RECIPE_NAME, from_pretrained, read_config, read_metrics, resolve_ref
-from .registry import get_architecture
+from .folder import ARCHITECTURE_KEY, RECIPE_NAME, read_config, read_metrics, read_recipe
+from .pretrained import from_pretrained, resolve_ref
+from .registry import architecture_for_class, get_architecture
 
 __all__ = [
     "SPIRALS_N_OBS",
     "build_datamodule",
+    "datamodule_class",
     "evaluate",
     "evaluate_image_classifier",
     "evaluate_spirals",
@@ -42,8 +46,8 @@ SPIRALS_N_OBS = (30, 50, 100)
 TRUSTED_PREFIX = "nodezoo."
 
 
-def build_datamodule(recipe: Mapping[str, Any], **overrides: Any):
-    """The recipe's data module, with ``overrides`` (None values ignored) laid over its args."""
+def datamodule_class(recipe: Mapping[str, Any]) -> type:
+    """The data module class the recipe names (only nodezoo classes)."""
     data = recipe.get("data")
     if not isinstance(data, Mapping) or "class_path" not in data:
         raise ZooError("the recipe has no data.class_path, so the test data is unknown.")
@@ -58,15 +62,15 @@ def build_datamodule(recipe: Mapping[str, Any], **overrides: Any):
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         raise ZooError(f"the recipe's data class {class_path!r} does not exist.") from None
-    args = dict(data.get("init_args") or {})
+    return cls
+
+
+def build_datamodule(recipe: Mapping[str, Any], **overrides: Any):
+    """The recipe's data module, with ``overrides`` (None values ignored) laid over its args."""
+    cls = datamodule_class(recipe)
+    args = dict(recipe["data"].get("init_args") or {})
     args.update({k: v for k, v in overrides.items() if v is not None})
     return cls(**args)
-
-
-def _ode_blocks(model: nn.Module) -> list[nn.Module]:
-    from ..nn import ODEBlock
-
-    return [m for m in model.modules() if isinstance(m, ODEBlock)]
 
 
 @torch.no_grad()
@@ -77,7 +81,7 @@ def evaluate_image_classifier(
 
     Accuracy is computed by a fresh copy of the model's own test metric, so it is defined exactly
     as the number the training run logged (``test/acc``)."""
-    blocks = _ode_blocks(model)
+    blocks = ode_blocks(model)
     datamodule.prepare_data()
     datamodule.setup("test")
     model.eval()
@@ -99,10 +103,10 @@ def evaluate_image_classifier(
         "test/acc": accuracy.compute().item(),
         "test/loss": loss_sum / count,
         "test/samples": count,
-        "model/params": sum(p.numel() for p in model.parameters()),
+        MODEL_PARAMS: count_parameters(model),
     }
     if blocks:
-        metrics["test/nfe_forward"] = nfe_sum / batches
+        metrics[TEST_NFE_FORWARD] = nfe_sum / batches
     return metrics
 
 
@@ -115,9 +119,6 @@ def forecast_rmse(model: nn.Module, spirals) -> float:
     This is the one definition of the Table 2 number: ``benchmarks/spirals_table2.py`` and
     ``evaluate_spirals`` both call it. One batch matters: an adaptive solver's steps depend on
     the whole batch, so splitting it would change the numbers slightly."""
-    from ..data.spirals import spiral_batch
-    from ..nn.recurrent import masked_rmse
-
     batch = spiral_batch(spirals, clean_targets=True)
     model.eval()
     mean, _ = model.predict(batch["obs_t"], batch["obs_x"], batch["target_t"], 0, batch["obs_mask"])
@@ -126,8 +127,6 @@ def forecast_rmse(model: nn.Module, spirals) -> float:
 
 def _first(spirals, count: int):
     """The first ``count`` series of ``spirals``."""
-    from ..data.spirals import Spirals
-
     return Spirals(
         times=spirals.times,
         clean=spirals.clean[:count],
@@ -149,10 +148,8 @@ def evaluate_spirals(model: nn.Module, datamodule, *, limit_batches: int | None 
     ``limit_batches=k`` keeps the first ``k * batch_size`` series (a quick check; the published
     numbers use all of them). Pass the test seed explicitly: the recipe's own seed is the
     training seed, and its spirals are the training spirals."""
-    from ..data.spirals import make_spirals
-
     hp = datamodule.hparams
-    blocks = _ode_blocks(model)
+    blocks = ode_blocks(model)
     count = hp.n_test if limit_batches is None else min(hp.n_test, limit_batches * hp.batch_size)
     if count < 1:
         raise ZooError("the test set is empty (or limit_batches=0); nothing to evaluate.")
@@ -166,20 +163,20 @@ def evaluate_spirals(model: nn.Module, datamodule, *, limit_batches: int | None 
         nfe.append(sum(b.nfe_forward for b in blocks))
     metrics["test/samples"] = count
     metrics["test/seed"] = hp.seed
-    metrics["model/params"] = sum(p.numel() for p in model.parameters())
+    metrics[MODEL_PARAMS] = count_parameters(model)
     if blocks:
-        metrics["test/nfe_forward"] = sum(nfe) / len(nfe)
+        metrics[TEST_NFE_FORWARD] = sum(nfe) / len(nfe)
     return metrics
 
 
 def _read_recipe(folder: Path) -> dict[str, Any]:
-    path = folder / RECIPE_NAME
-    if not path.is_file():
+    recipe = read_recipe(folder)
+    if recipe is None:
         raise ZooError(
             f"{folder} has no {RECIPE_NAME}; evaluate needs the recipe's data section to know "
             "the test set."
         )
-    return yaml.safe_load(path.read_text()) or {}
+    return recipe
 
 
 def recipe_of(ref: str | os.PathLike, revision: str | None = None) -> dict[str, Any]:
@@ -209,10 +206,8 @@ def evaluate(
         if seed is None:
             seed = read_metrics(folder).get("test/seed")
         recipe = recipe if recipe is not None else _read_recipe(folder)
-        architecture = read_config(folder)["architecture"]
+        architecture = read_config(folder)[ARCHITECTURE_KEY]
     else:
-        from .registry import architecture_for_class
-
         architecture = architecture_for_class(type(model)).name
         if recipe is None:
             raise ZooError("evaluate(model=...) needs the recipe that names the data.")

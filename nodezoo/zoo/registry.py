@@ -2,9 +2,11 @@
 
 config.json stores an ``architecture`` key; one loader reads it and asks the registry for the
 class. Entries name their class and evaluation function by import path and are resolved on first
-use, so registering a model costs nothing at import time and a model family that is still being
-written can be registered before its module exists. Supporting a new model family in the zoo is
-one ``register`` call plus one evaluation function.
+use, so the registry imports no models (and nothing else of the zoo), registering costs nothing
+at import time, and a model family that is still being written can be registered before its
+module exists. Adding a model family to the zoo is one ``register`` call below plus one
+evaluation function; its class gets ``from_pretrained``/``save_pretrained`` by deriving from
+``nodezoo.zoo.pretrained.PretrainedMixin`` (as ``ImageClassifier`` and ``ForecastingModel`` do).
 """
 
 from __future__ import annotations
@@ -55,12 +57,13 @@ class ZooArchitecture:
     higher_is_better: bool = True
     head: str = "head"
 
-    def load_class(self) -> type:
-        from .pretrained import install_pretrained_api
+    @property
+    def class_path(self) -> str:
+        """The dotted class path LightningCLI records (``nodezoo.models.x.Class``)."""
+        return self.model_class.replace(":", ".")
 
-        cls = _import(self.model_class)
-        install_pretrained_api(cls, self.name)
-        return cls
+    def load_class(self) -> type:
+        return _import(self.model_class)
 
     def load_evaluate(self):
         return _import(self.evaluate)
@@ -112,6 +115,7 @@ def zoo_names() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file())
 
 
+# ------------------------------------------------------------------------------------ the zoo
 register(
     ZooArchitecture(
         name="image-classifier",

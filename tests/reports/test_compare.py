@@ -263,9 +263,9 @@ def test_report_definition_written_offline(compared):
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, capsys):
-    assert main_compare([str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert main(["compare", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert "neither a path nor a shipped zoo name" in capsys.readouterr().err
-    assert main_compare([str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert main(["compare", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no summary.json" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:
         main_compare([str(tmp_path), "--out", str(tmp_path / "o"), "--limit-batches", "most"])

@@ -216,12 +216,19 @@ def hub_env(tmp_path) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------ upload stub
+PR_NUMBER = 7  # the stub's one pull request
+
+
 class StubHubHandler(BaseHTTPRequestHandler):
-    """A STUB of the Hub's write API, only what ``create_repo`` + ``upload_folder`` call:
-    POST /api/repos/create, POST /api/validate-yaml (README metadata, always valid),
-    POST /api/models/<repo>/preupload/<rev> (everything "regular"),
-    POST /api/models/<repo>/commit/<rev> (NDJSON with base64 files). ``fail_with`` makes every
-    request answer that status instead."""
+    """A STUB of the Hub's write API, only what ``create_repo`` + ``create_branch`` +
+    ``upload_folder`` call: POST /api/repos/create, POST /api/models/<repo>/branch/<name>,
+    POST /api/validate-yaml (README metadata, always valid), GET /api/models/<repo>/tree/<rev>
+    (lists ``remote_files``, for ``delete_patterns``), POST /api/models/<repo>/preupload/<rev>
+    (everything "regular"), POST /api/models/<repo>/commit/<rev> (NDJSON with base64 files and
+    deleted paths; ``?create_pr=1`` answers with a pull request URL), and for pull requests
+    POST /api/models/<repo>/discussions + GET .../discussions/<num> (always PR number 7, whose
+    branch is refs/pr/7). ``fail_with`` makes every request answer that status instead. It
+    checks nothing a real Hub would (names, rights)."""
 
     server: StubHub
 
@@ -236,12 +243,54 @@ class StubHubHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_GET(self):
+        stub = self.server
+        stub.requests.append(("GET", self.path, self.headers.get("authorization")))
+        if stub.fail_with:
+            return self._reply(stub.fail_with, {"error": "stub failure"})
+        if "/discussions/" in self.path:
+            repo = self.path.split("/api/models/")[1].split("/discussions/")[0]
+            return self._reply(
+                200,
+                {
+                    "num": PR_NUMBER,
+                    "title": "stub pull request",
+                    "author": {"name": "stub"},
+                    "createdAt": "2026-01-01T00:00:00.000Z",
+                    "status": "open",
+                    "repo": {"name": repo, "type": "model"},
+                    "isPullRequest": True,
+                    "events": [],
+                    "changes": {"base": "refs/heads/main"},
+                    "filesWithConflicts": [],
+                },
+            )
+        if "/tree/" in self.path:
+            listing = [
+                {"type": "file", "path": name, "oid": "0" * 40, "size": 1}
+                for name in stub.remote_files
+            ]
+            body = json.dumps(listing).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return None
+        return self._reply(404, {"error": f"stub does not implement GET {self.path}"})
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         stub = self.server
         stub.requests.append(("POST", self.path, self.headers.get("authorization")))
         if stub.fail_with:
             return self._reply(stub.fail_with, {"error": "stub failure"})
+        if self.path.endswith("/discussions"):
+            stub.pull_requests.append(json.loads(body))
+            return self._reply(200, {"num": PR_NUMBER})
+        if "/branch/" in self.path:
+            stub.branches.append(self.path.rsplit("/branch/", 1)[1])
+            return self._reply(200, {})
         if self.path == "/api/repos/create":
             request = json.loads(body)
             stub.created.append(request)
@@ -262,15 +311,18 @@ class StubHubHandler(BaseHTTPRequestHandler):
                 },
             )
         if "/commit/" in self.path:
+            stub.commits.append(self.path)
             for line in body.decode().splitlines():
                 item = json.loads(line)
                 if item["key"] == "file":
                     stub.files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                elif item["key"] == "deletedFile":
+                    stub.deleted.append(item["value"]["path"])
             repo = self.path.split("/api/models/")[1].split("/commit/")[0]
-            return self._reply(
-                200,
-                {"commitUrl": f"{stub.endpoint}/{repo}/commit/abc123", "commitOid": "abc123"},
-            )
+            reply = {"commitUrl": f"{stub.endpoint}/{repo}/commit/abc123", "commitOid": "abc123"}
+            if "create_pr=1" in self.path:
+                reply["pullRequestUrl"] = f"{stub.endpoint}/{repo}/discussions/7"
+            return self._reply(200, reply)
         return self._reply(404, {"error": f"stub does not implement {self.path}"})
 
 
@@ -282,6 +334,11 @@ class StubHub(ThreadingHTTPServer):
         self.created: list = []
         self.validated: list = []
         self.files: dict[str, bytes] = {}
+        self.remote_files: list[str] = []  # already in the repo (for delete_patterns)
+        self.deleted: list[str] = []
+        self.commits: list[str] = []  # commit request paths (revision, create_pr)
+        self.branches: list[str] = []
+        self.pull_requests: list[dict] = []  # what create_pull_request sent
         self.fail_with: int | None = None
 
 

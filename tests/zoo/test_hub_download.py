@@ -118,3 +118,37 @@ def test_fresh_process_with_hf_endpoint(local_hub, published_repo, hub_env, hub)
     hub(local_hub.endpoint, offline=True, cache=f"{hub_env['HF_HOME']}/hub")
     cached = from_pretrained("acme/tiny", revision=published_repo["first"])
     assert head_bias_sum(cached) == pytest.approx(published_repo["v1"], abs=1e-6)
+
+
+def test_download_options_reach_snapshot_download(local_hub, published_repo, hub, tmp_path):
+    """token, cache_dir, force_download and local_files_only do what snapshot_download does
+    with them, against the local Hub (the spy only records and passes everything on)."""
+    import huggingface_hub
+
+    hub(local_hub.endpoint)
+    seen = []
+    real = huggingface_hub.snapshot_download
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    mine = tmp_path / "my-cache"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub, "snapshot_download", spy)
+        with pytest.raises(HubAccessError, match="local_files_only=True"):
+            from_pretrained("acme/tiny", cache_dir=mine, local_files_only=True)
+        model = from_pretrained("acme/tiny", cache_dir=mine, token="hf_secret")
+        assert head_bias_sum(model) == pytest.approx(published_repo["v2"])
+        blobs = sorted((mine / "models--acme--tiny" / "blobs").iterdir())
+        assert blobs and not (tmp_path / "cache").exists()  # the default cache stayed empty
+        first_mtimes = [b.stat().st_mtime_ns for b in blobs]
+        # cached now: no network needed with local_files_only, even with the Hub gone
+        hub("http://127.0.0.1:9")
+        cached = from_pretrained("acme/tiny", cache_dir=mine, local_files_only=True)
+        assert head_bias_sum(cached) == pytest.approx(published_repo["v2"])
+        hub(local_hub.endpoint)
+        from_pretrained("acme/tiny", cache_dir=mine, force_download=True)
+        assert [b.stat().st_mtime_ns for b in blobs] != first_mtimes  # downloaded again
+    assert seen[1]["token"] == "hf_secret" and seen[1]["cache_dir"] == mine
+    assert seen[-1]["force_download"] is True and seen[2]["local_files_only"] is True

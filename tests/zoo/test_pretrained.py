@@ -18,7 +18,7 @@ from nodezoo.zoo import (
     list_models,
     registry,
 )
-from nodezoo.zoo.pretrained import config_of
+from nodezoo.zoo.folder import config_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,7 +120,7 @@ def test_overrides_merge_solver_and_refuse_weight_args(zoo_folder):
 
 
 def test_override_of_num_classes_through_kwargs_is_refused(zoo_folder):
-    from nodezoo.zoo.pretrained import init_args_from_config
+    from nodezoo.zoo.folder import init_args_from_config
 
     config = json.loads((zoo_folder / "config.json").read_text())
     with pytest.raises(ZooError, match="use num_classes="):
@@ -159,7 +159,9 @@ def test_torch_hub_load_local(zoo_with_folder, zoo_folder):
 
 def test_pretrained_init_arg_loads_weights(zoo_folder):
     config = json.loads((zoo_folder / "config.json").read_text())
-    args = {k: v for k, v in config.items() if k not in ("architecture", "pretrained")}
+    args = {
+        k: v for k, v in config.items() if k not in ("architecture", "label_names", "pretrained")
+    }
     saved = load_file(str(zoo_folder / "model.safetensors"))
     same = ImageClassifier(**args, pretrained=str(zoo_folder))
     assert all(torch.equal(same.state_dict()[k], v) for k, v in saved.items())

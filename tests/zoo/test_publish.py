@@ -11,10 +11,12 @@ import torch
 import yaml
 from huggingface_hub import constants
 
+from nodezoo.cli import main
+from nodezoo.runs import read_checkpoint
 from nodezoo.zoo import HubAccessError, from_pretrained
 from nodezoo.zoo.commands import main_evaluate, main_list, main_publish
 from nodezoo.zoo.evaluation import evaluate
-from nodezoo.zoo.publish import load_lightning_checkpoint, upload_folder
+from nodezoo.zoo.hub import upload_folder
 
 FOLDER_FILES = {"README.md", "config.json", "model.safetensors", "metrics.json", "recipe.yaml"}
 
@@ -27,7 +29,7 @@ def front_matter(card: str) -> dict:
 def test_lightning_checkpoint_loads_weights_only(trained_run):
     checkpoint = torch.load(trained_run["checkpoint"], map_location="cpu", weights_only=True)
     assert "optimizer_states" in checkpoint  # a real training checkpoint, optimiser included
-    assert load_lightning_checkpoint(trained_run["checkpoint"])["state_dict"].keys() == (
+    assert read_checkpoint(trained_run["checkpoint"])["state_dict"].keys() == (
         trained_run["model"].state_dict().keys()
     )
 
@@ -101,8 +103,8 @@ def test_cli_publish_out_and_bad_source(trained_run, tmp_path, capsys):
     assert (
         section.lstrip().startswith("| Model | Test error |") and "| ODE-Net | 12.34% |" in section
     )
-    assert main_publish([*args, "--comparison", str(tmp_path / "missing.md")]) == 2
-    assert main_publish([str(tmp_path / "nope.ckpt"), "--out", str(out)]) == 2
+    assert main(["publish", *args, "--comparison", str(tmp_path / "missing.md")]) == 2
+    assert main(["publish", str(tmp_path / "nope.ckpt"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "nodezoo publish: error:" in err and "Traceback" not in err
 
@@ -149,7 +151,7 @@ def test_push_to_hub_from_a_model(zoo_folder, stub_hub, hub_at):
 def test_no_token_is_a_clear_error(zoo_folder, stub_hub, hub_at, capsys):
     hub_at(stub_hub.endpoint, token=None)
     assert huggingface_hub.get_token() is None
-    assert main_publish([str(zoo_folder), "--repo-id", "acme/x"]) == 2
+    assert main(["publish", str(zoo_folder), "--repo-id", "acme/x"]) == 2
     err = capsys.readouterr().err
     assert "no Hugging Face token" in err and "Traceback" not in err
     assert stub_hub.requests == []  # nothing was sent
@@ -166,7 +168,7 @@ def test_offline_is_a_clear_error(zoo_folder, stub_hub, hub_at, monkeypatch):
 def test_http_failure_is_a_clear_error(zoo_folder, stub_hub, hub_at, capsys):
     hub_at(stub_hub.endpoint)
     stub_hub.fail_with = 500
-    assert main_publish([str(zoo_folder), "--repo-id", "acme/x"]) == 2
+    assert main(["publish", str(zoo_folder), "--repo-id", "acme/x"]) == 2
     err = capsys.readouterr().err
     assert "HTTP 500" in err and "Traceback" not in err
 

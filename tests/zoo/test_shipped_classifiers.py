@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nodezoo.zoo import evaluate
-from nodezoo.zoo.pretrained import read_metrics
+from nodezoo.zoo.folder import read_metrics
 from nodezoo.zoo.registry import zoo_names, zoo_root
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -16,7 +16,7 @@ from nodezoo.models.latent_ode import LatentODE
 from nodezoo.models.rnn_baseline import RNNBaseline
 from nodezoo.zoo import list_models
 from nodezoo.zoo.evaluation import evaluate, forecast_rmse
-from nodezoo.zoo.pretrained import read_metrics
+from nodezoo.zoo.folder import read_metrics
 from nodezoo.zoo.publish import build_folder
 from nodezoo.zoo.registry import zoo_names, zoo_root
 

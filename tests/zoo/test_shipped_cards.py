@@ -1,0 +1,24 @@
+"""Every shipped zoo folder's card and config are what the current code renders from the
+folder's own files (weights, metrics.json, recipe.yaml): re-rendering changes no byte, so a card
+cannot drift from its data, and a card-format change must re-render the folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodezoo.zoo.folder import CONFIG_NAME, FOLDER_FILES
+from nodezoo.zoo.publish import build_folder
+
+# This checkout's folders (an editable install may map nodezoo.model_cards to another checkout).
+MODEL_CARDS = Path(__file__).resolve().parents[2] / "model_cards"
+NAMES = sorted(p.name for p in MODEL_CARDS.iterdir() if (p / CONFIG_NAME).is_file())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_folder_is_its_own_rendering(name, tmp_path):
+    shipped = MODEL_CARDS / name
+    out = build_folder(shipped, tmp_path / name, evaluate_missing=False)
+    for file in FOLDER_FILES:
+        assert (out / file).read_bytes() == (shipped / file).read_bytes(), f"{name}/{file}"
