@@ -7,8 +7,8 @@ top operators for ``--steps`` steps (after one untimed warm-up step) of the reci
 
 ``--sort self`` (default) ranks operators by their own time (kernels); ``--sort total`` by
 time including children (what a Python-level call such as ``aten::conv2d`` costs in all).
-The "python/other" line is the step's CPU time minus the time inside profiled operators: the
-solver's and the adjoint's Python work, autograd bookkeeping and the profiler's own overhead.
+The profiler clocks operators in wall time: on a loaded machine read the percentages, not the
+absolute times (the header gives the step's process CPU time as well).
 """
 
 from __future__ import annotations
@@ -65,10 +65,10 @@ def main() -> None:
         print(f"NFE of the last step: {block.nfe_forward} forward, {block.nfe_backward} backward")
     print(averages.table(sort_by=key, row_limit=args.top, max_name_column_width=40))
     profiled_self = sum(e.self_cpu_time_total for e in averages) / 1e6 / args.steps
-    wall_total = prof.profiler.total_average().cpu_time_total / 1e6 / args.steps
     print(
-        f"per step: operator self time {profiled_self:.3f} s of {wall_total:.3f} s profiled "
-        f"(python/other: the rest of the {cpu:.3f} s of process CPU time)"
+        f"per step: {profiled_self:.3f} s of operator self time (the profiler clocks operators "
+        f"in wall time, so on a loaded machine this exceeds the {cpu:.3f} s of process CPU time; "
+        "read the percentages)"
     )
 
 
