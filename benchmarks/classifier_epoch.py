@@ -1,11 +1,21 @@
-"""Seconds per Fashion-MNIST training epoch of the paper's ODE-Net: nodezoo's native solver vs
-torchdiffeq behind the same ``SolverConfig`` (dopri5, rtol = atol = 1e-3, adjoint).
+"""Seconds per Fashion-MNIST training epoch of the recipe-sized ODE-Net and ResNet, and their
+ratio, measured in one process.
 
-Both models start from the same weights and see the same batches; their steps are interleaved so
-machine load hits both alike. Only ``--steps`` steps are timed; the epoch time is the median
-step time x 469 (60000 / 128), i.e. EXTRAPOLATED, and says so in the table.
+The models are those of ``recipes/fashion_mnist/{odenet,resnet}.yaml`` (width 64; the ODE-Net
+solves dopri5 at rtol = atol = 1e-3 with adjoint gradients; the ResNet has 6 blocks), trained
+with the recipes' AdamW (lr 3e-3, weight decay 0.01, no schedule) on batches of 32 real
+Fashion-MNIST training images. All models see the same batches; their steps are interleaved
+(A, B, A, B, ...) so load from other processes hits them alike. Each step is timed on two
+clocks: wall time and this process's CPU time (on a shared machine the CPU-time ratio is the
+steadier one). s/epoch is EXTRAPOLATED: median s/step x the recipe's 1719 steps per epoch
+(55000 training images / 32), optimizer steps only (no data loading, no validation).
 
-    python benchmarks/classifier_epoch.py --steps 8 --threads 1
+Contenders (``--models``): ``odenet`` (this checkout's field), ``odenet-legacy`` (the field as
+it was before issue 13, from ``_legacy_field.py``, same weights), ``odenet-torchdiffeq`` (the
+same model solved by torchdiffeq), ``resnet``.
+
+    nice python benchmarks/classifier_epoch.py --steps 20
+    nice python benchmarks/classifier_epoch.py --models odenet odenet-legacy resnet --steps 20
 """
 
 from __future__ import annotations
@@ -19,12 +29,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _legacy_field import LegacyConvODEField
+from _measure import machine_description
 
 from nodezoo.models.classifier import ImageClassifier
 from nodezoo.nn import ODEBlock
 
-BACKENDS = ("native", "torchdiffeq")
 DATA = Path("/usr/share/datasets/fashion-mnist")
+TRAIN_IMAGES = 55000  # the recipes hold out 5000 of the 60000 for validation
+RECIPE = dict(width=64, mean=[0.2860], std=[0.3530])
+MODELS = {
+    "odenet": dict(backbone="odenet"),
+    "odenet-legacy": dict(backbone="odenet"),
+    "odenet-torchdiffeq": dict(backbone="odenet", solver={"backend": "torchdiffeq"}),
+    "resnet": dict(backbone="resnet", depth=6),
+}
 
 
 def read_idx(path: Path, header: int) -> np.ndarray:
@@ -39,78 +58,95 @@ def load_fashion_mnist(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
+def ode_block(model: torch.nn.Module) -> ODEBlock | None:
+    blocks = [m for m in model.modules() if isinstance(m, ODEBlock)]
+    return blocks[0] if blocks else None
+
+
+def build_model(name: str, seed: int = 0) -> tuple[ImageClassifier, ODEBlock | None]:
+    """The contender ``name`` with weights drawn from ``seed`` (all ODE-Nets get the same)."""
+    torch.manual_seed(seed)
+    model = ImageClassifier(**MODELS[name], **RECIPE)
+    block = ode_block(model)
+    if name == "odenet-legacy":
+        block.field = LegacyConvODEField(RECIPE["width"])
+        torch.manual_seed(seed)
+        model.load_state_dict(ImageClassifier(**MODELS["odenet"], **RECIPE).state_dict())
+    return model.train(), block
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per backend")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per backend first")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=["odenet", "resnet"])
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per model")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     images, labels = load_fashion_mnist(args.data)
-    steps_per_epoch = -(-len(images) // args.batch)
-    g = torch.Generator().manual_seed(args.seed)
-    order = torch.randperm(len(images), generator=g)
-
-    torch.manual_seed(args.seed)
-    reference = ImageClassifier("odenet").state_dict()
+    steps_per_epoch = -(-TRAIN_IMAGES // args.batch)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))
     models, optimizers, blocks = {}, {}, {}
-    for backend in BACKENDS:
-        model = ImageClassifier("odenet", solver={"backend": backend})
-        model.load_state_dict(reference)
-        models[backend] = model.train()
-        optimizers[backend] = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        (blocks[backend],) = [m for m in model.modules() if isinstance(m, ODEBlock)]
-    record = {b: {"time": [], "nfe_f": [], "nfe_b": [], "loss": []} for b in BACKENDS}
+    for name in args.models:
+        models[name], blocks[name] = build_model(name, args.seed)
+        optimizers[name] = torch.optim.AdamW(models[name].parameters(), lr=3e-3, weight_decay=0.01)
+    record = {n: {k: [] for k in ("wall", "cpu", "nfe_f", "nfe_b", "loss")} for n in args.models}
 
     for step in range(args.warmup + args.steps):
         idx = order[step * args.batch : (step + 1) * args.batch]
         x, y = images[idx].float() / 255, labels[idx]
-        for backend in BACKENDS:
-            model, opt = models[backend], optimizers[backend]
-            start = time.perf_counter()
+        for name in args.models:
+            model, opt = models[name], optimizers[name]
+            wall0, cpu0 = time.perf_counter(), time.process_time()
             opt.zero_grad()
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             opt.step()
-            elapsed = time.perf_counter() - start
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             if step >= args.warmup:
-                r = record[backend]
-                r["time"].append(elapsed)
-                r["nfe_f"].append(blocks[backend].nfe_forward)
-                r["nfe_b"].append(blocks[backend].nfe_backward)
+                r = record[name]
+                r["wall"].append(wall)
+                r["cpu"].append(cpu)
                 r["loss"].append(loss.item())
+                if blocks[name] is not None:
+                    r["nfe_f"].append(blocks[name].nfe_forward)
+                    r["nfe_b"].append(blocks[name].nfe_backward)
 
+    base = "resnet" if "resnet" in args.models else args.models[-1]
     print(
-        f"ODE-Net (208k params, dopri5 rtol=atol=1e-3, adjoint) on Fashion-MNIST, batch "
-        f"{args.batch}, {args.threads} thread(s), SGD lr 0.1 momentum 0.9, same initial weights "
-        f"and batches. {args.steps} timed steps per backend after {args.warmup} warm-up; "
+        f"Fashion-MNIST training steps, batch {args.batch}, {args.threads} thread(s), "
+        f"{machine_description()}; torch {torch.__version__}. {args.steps} timed steps per "
+        f"model after {args.warmup} warm-up, interleaved; AdamW lr 3e-3, same batches. "
         f"s/epoch is EXTRAPOLATED: median s/step x {steps_per_epoch} steps.\n"
     )
     print(
-        "| backend | median s/step | s/epoch (extrapolated) | NFE fwd/step | NFE bwd/step "
-        "| ms/NFE | loss first -> last timed step |"
+        f"| model | median wall s/step | median CPU s/step | s/epoch wall | s/epoch CPU "
+        f"| NFE fwd/bwd | wall / {base} | CPU / {base} | loss first -> last |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for backend in BACKENDS:
-        r = record[backend]
-        median = statistics.median(r["time"])
-        per_nfe = sum(r["time"]) / (sum(r["nfe_f"]) + sum(r["nfe_b"]))
-        print(
-            f"| {backend} | {median:.3f} | {median * steps_per_epoch:.0f} "
-            f"| {statistics.mean(r['nfe_f']):.1f} | {statistics.mean(r['nfe_b']):.1f} "
-            f"| {1000 * per_nfe:.1f} | {r['loss'][0]:.4f} -> {r['loss'][-1]:.4f} |"
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    med = {n: {c: statistics.median(record[n][c]) for c in ("wall", "cpu")} for n in args.models}
+    for name in args.models:
+        r, m = record[name], med[name]
+        nfe = (
+            f"{statistics.mean(r['nfe_f']):.1f} / {statistics.mean(r['nfe_b']):.1f}"
+            if r["nfe_f"]
+            else "-"
         )
-    speedup = statistics.median(record["torchdiffeq"]["time"]) / statistics.median(
-        record["native"]["time"]
+        print(
+            f"| {name} | {m['wall']:.3f} | {m['cpu']:.3f} | {m['wall'] * steps_per_epoch:.0f} "
+            f"| {m['cpu'] * steps_per_epoch:.0f} | {nfe} | {m['wall'] / med[base]['wall']:.2f} "
+            f"| {m['cpu'] / med[base]['cpu']:.2f} | {r['loss'][0]:.4f} -> {r['loss'][-1]:.4f} |"
+        )
+    cpu_load = statistics.median(
+        w / c for n in args.models for w, c in zip(record[n]["wall"], record[n]["cpu"]) if c > 0
     )
     print(
-        f"\nnative speed-up over torchdiffeq (median step time ratio): {speedup:.2f}x. "
-        "ms/NFE = total step time / (forward + backward NFE): the cost per function "
-        "evaluation including solver overhead, so NFE differences are not mistaken for speed."
+        f"\nmedian wall / CPU time per step: {cpu_load:.2f} (with {args.threads} thread(s) an "
+        f"idle machine gives about 1 / {args.threads}; more means other processes took the cores)."
     )
 
 
