@@ -6,6 +6,9 @@
 #
 #   bash model_cards/build_digits_finetune.sh
 set -euo pipefail
+# Waiting OpenMP threads spin by default and stall the ODE-Net's many small parallel regions on
+# shared cores (benchmarks/README.md, "Threads on a shared CPU": 2.7-4.4 vs 0.3 CPU s/step).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 cd "$(dirname "$0")/.."
 
 RECIPE=recipes/finetune/odenet_fashion_mnist_to_digits.yaml

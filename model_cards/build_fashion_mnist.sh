@@ -11,10 +11,14 @@
 # extended or published as a longer one. Test metrics are measured by publish with the same code
 # as `nodezoo evaluate`. HARDWARE is written on the cards.
 set -euo pipefail
+# Waiting OpenMP threads spin by default and stall the ODE-Net's many small parallel regions on
+# shared cores (benchmarks/README.md, "Threads on a shared CPU": 2.7-4.4 vs 0.3 CPU s/step).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 cd "$(dirname "$0")/.."
 
 EPOCHS=${EPOCHS:-30}
-RUNS=${RUNS:-runs/zoo/fashion_mnist_${EPOCHS}ep}
+# Runs live outside the work tree, so a fresh checkout of the repo can resume them.
+RUNS=${RUNS:-${NODEZOO_BUILD:-$HOME/nodezoo-build}/fashion_mnist_${EPOCHS}ep}
 OUT=${OUT:-model_cards}
 REPORT=${REPORT:-reports/fashion_mnist_zoo}
 HARDWARE=${HARDWARE:-"2 shared CPU cores (AMD EPYC), no GPU"}

@@ -12,6 +12,9 @@
 # CKPTS is not trained again. Test metrics are measured by publish on 1000 fresh spirals from
 # TEST_SEED (the same code as `nodezoo evaluate --seed`).
 set -euo pipefail
+# Waiting OpenMP threads spin by default and stall the ODE-Net's many small parallel regions on
+# shared cores (benchmarks/README.md, "Threads on a shared CPU": 2.7-4.4 vs 0.3 CPU s/step).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 cd "$(dirname "$0")/.."
 
 CKPTS=${CKPTS:-runs/spirals_table2}
