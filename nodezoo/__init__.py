@@ -7,6 +7,8 @@ from .solvers import (
     last_stats,
     odeint,
     odeint_adjoint,
+    odeint_dense,
+    odeint_event,
     solve,
 )
 
@@ -19,5 +21,7 @@ __all__ = [
     "last_stats",
     "odeint",
     "odeint_adjoint",
+    "odeint_dense",
+    "odeint_event",
     "solve",
 ]

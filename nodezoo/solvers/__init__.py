@@ -6,6 +6,7 @@ works; ``solve(func, y0, t, SolverConfig(...))`` is the config-driven entry poin
 """
 
 from .config import SolverConfig
+from .dense import odeint_dense
 from .errors import (
     MaxStepsExceeded,
     NonFiniteState,
@@ -13,7 +14,8 @@ from .errors import (
     SolverError,
     StepSizeUnderflow,
 )
-from .odeint import odeint, odeint_adjoint, solve
+from .methods import MethodSpec, get_method, method_names
+from .odeint import odeint, odeint_adjoint, odeint_event, solve
 from .stats import SolveStats, last_stats
 from .step_control import StepController
 from .tableaus import METHODS, ButcherTableau, get_tableau
@@ -22,6 +24,7 @@ __all__ = [
     "METHODS",
     "ButcherTableau",
     "MaxStepsExceeded",
+    "MethodSpec",
     "NonFiniteState",
     "SolveStats",
     "SolverConfig",
@@ -29,9 +32,13 @@ __all__ = [
     "SolverError",
     "StepController",
     "StepSizeUnderflow",
+    "get_method",
     "get_tableau",
     "last_stats",
+    "method_names",
     "odeint",
     "odeint_adjoint",
+    "odeint_dense",
+    "odeint_event",
     "solve",
 ]
