@@ -7,7 +7,7 @@ event time by the implicit function theorem: with g(t*, y(t*)) = 0,
 
     dt*/dtheta = -(dg/dy . dy/dtheta) / (dg/dt + dg/dy . f(t*, y*)),
 
-which ``EventTime`` folds into the gradient of the state at the event.
+which ``with_event_gradient`` attaches to the event time and the state there.
 """
 
 from __future__ import annotations
@@ -39,38 +39,32 @@ def combined_event_fn(
     return g
 
 
-class EventTime(torch.autograd.Function):
-    """(t*, y(t*)) with the implicit-function gradient of t*.
+def with_event_gradient(
+    field: FlatField, g: Callable, event_t: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t*, y(t*)) carrying the total derivative through the event time.
 
-    Input ``state`` is y at the event time held fixed (its graph gives dy/dtheta); the outputs
-    are the event time and the state, both carrying the total derivative through t*.
+    ``state`` is y at the event time held fixed (its graph gives dy/dtheta). With
+    D = dg/dt + dg/dy . f at the event (no graph), t* - (g(t*, state) - g*) / D has the value
+    t* and, by the implicit function theorem, the gradient of t*, including through tensors
+    that only ``event_fn`` uses; y(t*) gains f (t* - t*.detach()), its first-order dependence
+    on the event time. Where D = 0 (g stationary along the solution at the event), the event
+    time gets no gradient.
     """
-
-    @staticmethod
-    def forward(ctx, field: FlatField, g: Callable, event_t: torch.Tensor, state: torch.Tensor):
-        ctx.field, ctx.g = field, g
-        ctx.save_for_backward(event_t, state)
-        return event_t.detach().clone(), state.detach().clone()
-
-    @staticmethod
-    def backward(ctx, grad_t, grad_state):
-        event_t, state = ctx.saved_tensors
-        field: FlatField = ctx.field
-        time = float(event_t)
-        with torch.no_grad():
-            f = field(time, state.detach())
-        with torch.enable_grad():
-            t_ = field.time(time).requires_grad_(True)
-            y_ = state.detach().requires_grad_(True)
-            value = ctx.g(t_, y_)
-            dg_dt, dg_dy = torch.autograd.grad(value, (t_, y_), allow_unused=True)
-        dg_dy = torch.zeros_like(y_) if dg_dy is None else dg_dy
-        dg_dt = torch.zeros((), dtype=f.dtype) if dg_dt is None else dg_dt
-        if grad_t is None:
-            grad_t = torch.zeros((), dtype=f.dtype, device=f.device)
-        if grad_state is None:
-            grad_state = torch.zeros_like(state)
-        dg_total = dg_dt.to(f.dtype) + torch.dot(dg_dy, f)
-        # upstream gradient on t*, including y(t*)'s own dependence on t* (dy/dt* = f)
-        upstream = grad_t.to(f.dtype) + torch.dot(grad_state, f)
-        return None, None, None, grad_state - dg_dy * (upstream / dg_total)
+    time = float(event_t)
+    y_star = state.detach()
+    with torch.no_grad():
+        f = field(time, y_star)
+    with torch.enable_grad():
+        t_ = field.time(time).requires_grad_(True)
+        y_ = y_star.clone().requires_grad_(True)
+        dg_dt, dg_dy = torch.autograd.grad(g(t_, y_), (t_, y_), allow_unused=True)
+    dg_dy = torch.zeros_like(y_star) if dg_dy is None else dg_dy
+    slope = torch.dot(dg_dy, f) + (0.0 if dg_dt is None else dg_dt.to(f.dtype))
+    if float(slope) == 0.0:  # g does not change along the solution: t* has no derivative
+        return event_t, state
+    value = g(field.time(time), state)
+    shift = (value - value.detach()) / slope.detach()
+    event_t = event_t - shift.to(event_t.dtype)
+    state = state + f * (event_t - event_t.detach()).to(state.dtype)
+    return event_t, state

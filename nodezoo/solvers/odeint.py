@@ -14,7 +14,7 @@ import torch
 
 from .config import SolverConfig
 from .errors import SolverConfigError
-from .events import EventTime, combined_event_fn
+from .events import combined_event_fn, with_event_gradient
 from .gradients import AdjointSettings, AdjointSolve, CheckpointSolve, FlatProblem, tuple_norm
 from .methods import MethodSpec, get_method
 from .options import parse_options
@@ -297,6 +297,8 @@ def solve(
                 stacklevel=3,
             )
         ys = torch.stack(problem.solve(y0_flat))
+        if spec.family == "scipy":
+            ys = ys.detach()
     elif config.gradient == "adjoint":
         adjoint = _adjoint_settings(
             config, func, field, norm, opts.norm, is_tuple, user_options, adjoint_options,
@@ -312,8 +314,8 @@ def solve(
 
     if event_fn is not None:
         event_t = torch.tensor(problem.times[-1], dtype=t.dtype, device=t.device)
-        if ys.requires_grad:
-            event_t, state = EventTime.apply(field, g, event_t, ys[-1])
+        if torch.is_grad_enabled():
+            event_t, state = with_event_gradient(field, g, event_t, ys[-1])
             ys = torch.cat([ys[:-1], state.unsqueeze(0)])
         return event_t, _unflatten_outputs(ys, parts, is_tuple)
     if t_needs_grad and len(times) > 1:

@@ -120,7 +120,13 @@ def test_bad_state_and_settings():
     with pytest.raises(SolverConfigError, match="float64"):
         odeint(lambda t, y: -y, torch.ones(2), T, options={"dtype": torch.float32})
     with pytest.raises(MaxStepsExceeded):  # an event that never happens
-        odeint(lambda t, y: -y, torch.ones(2), T, event_fn=lambda t, y: y, options={"max_num_steps": 50})
+        odeint(
+            lambda t, y: -y,
+            torch.ones(2),
+            T,
+            event_fn=lambda t, y: y,
+            options={"max_num_steps": 50},
+        )
 
 
 def test_config_validation_and_round_trip():
