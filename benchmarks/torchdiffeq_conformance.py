@@ -8,7 +8,8 @@
 PATH is a checkout of https://github.com/rtqichen/torchdiffeq (its ``tests/`` folder is used;
 nothing of it is copied into nodezoo). ``torchdiffeq`` is answered by nodezoo through
 ``sys.modules["torchdiffeq"] = nodezoo``; ``--reference`` runs the checkout's own torchdiffeq
-package instead, for the baseline. Prints one PASS/FAIL/ERROR/SKIP line per test and subtest, then a summary.
+package instead, for the baseline. Prints one PASS/FAIL/ERROR/SKIP line per test and
+subtest, then a summary.
 Subtests of torchdiffeq's fixed-step implicit methods (``implicit_euler``, ``gl4`` ...) are
 counted apart: nodezoo does not have them yet.
 

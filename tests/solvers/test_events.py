@@ -61,7 +61,7 @@ def test_odeint_event_gradient_wrt_start_time():
     """y' = 1 from y(t0) = 0 until y = c: t* = t0 + c, so dt*/dt0 = 1 and dt*/dc = 1."""
     c = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     t0 = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
-    t_event, ys = nodezoo.odeint_event(
+    t_event, _ = nodezoo.odeint_event(
         lambda t, y: torch.ones_like(y),
         torch.zeros(1, dtype=torch.float64),
         t0,

@@ -2,6 +2,7 @@
 min/max_step, jump_t in the adjoint's backward solve, adjoint norms, the dtype of t, and the
 inputs that used to crash."""
 
+import itertools
 import math
 import warnings
 
@@ -56,7 +57,7 @@ def test_adaptive_callbacks_chain_and_count():
     assert len(calls["step"]) == len(calls["accept"]) + len(calls["reject"])
     assert calls["reject"], "first_step=0.5 at 1e-8 must be rejected at least once"
     accepted = calls["accept"]
-    for (t0, dt), (t1, _) in zip(accepted, accepted[1:], strict=False):
+    for (t0, dt), (t1, _) in itertools.pairwise(accepted):
         assert abs(t0 + dt - t1) < 1e-6  # each accepted step starts where the last ended
     assert abs(accepted[-1][0] + accepted[-1][1] - 1.0) < 1e-6  # (t is float32, as y)
     stats = nodezoo.last_stats()
@@ -213,7 +214,7 @@ def test_former_crashes():
 
 
 def test_options_that_cannot_apply_are_refused():
-    f = lambda t, y: -y  # noqa: E731
+    f = lambda t, y: -y
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for method, options, match in [
