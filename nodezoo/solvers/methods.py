@@ -67,6 +67,18 @@ def method_names() -> list[str]:
 def get_method(method: str) -> MethodSpec:
     """Look a method up by its torchdiffeq-style name, with a helpful error."""
     if not isinstance(method, str):
+        return _lookup(method)
+    spec = _found.get(method)
+    if spec is None:
+        spec = _found[method] = _lookup(method)
+    return spec
+
+
+_found: dict[str, MethodSpec] = {}
+
+
+def _lookup(method: str) -> MethodSpec:
+    if not isinstance(method, str):
         raise SolverConfigError(f"method must be a string, got {type(method).__name__}.")
     name = ALIASES.get(method, _OTHER_ALIASES.get(method, method))
     if name in METHODS:

@@ -127,8 +127,12 @@ def _hooks(func, field: FlatField, *, suffix: str, spec: MethodSpec, adaptive: b
     the backward solve) as step-loop hooks: called with a time tensor, the state in the
     user's shape and the signed step size as a tensor."""
     found = {}
+    own = getattr(func, "__dict__", {})
     for name in _CALLBACKS:
-        cb = getattr(func, name + suffix, None)
+        # instance attributes and class attributes only: nn.Module.__getattr__ is slow to fail
+        cb = own.get(name + suffix)
+        if cb is None and hasattr(type(func), name + suffix):
+            cb = getattr(func, name + suffix)
         if cb is not None:
             if not callable(cb):
                 raise SolverConfigError(f"func.{name}{suffix} must be callable(t0, y0, dt).")

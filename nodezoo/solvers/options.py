@@ -34,13 +34,18 @@ REMOVED_KEYS = {
 }
 
 
+DEFAULT_CONTROLLER = StepController()
+# Keys whose plain values need no checks beyond a conversion: the fast path of every solve.
+_SIMPLE = {"max_num_steps": ("max_steps", int), "step_size": ("step_size", float)}
+
+
 @dataclass
 class SolveOptions:
     """The options of one solve. ``loop`` goes straight to ``rk.integrate``."""
 
     raw: dict = field(default_factory=dict)
     loop: dict[str, Any] = field(default_factory=dict)
-    controller: StepController = field(default_factory=StepController)
+    controller: StepController = DEFAULT_CONTROLLER
     norm: Callable | None = None
     grid_constructor: Callable | None = None
     interp: str | None = None
@@ -70,6 +75,11 @@ def parse_options(
     if not isinstance(options, (dict, type(None))):
         raise SolverConfigError(f"options must be a dict, got {type(options).__name__}.")
     raw = dict(options or {})
+    if raw.keys() <= _SIMPLE.keys() and family != "scipy":
+        if raw.get("step_size") is not None and not raw["step_size"] > 0:
+            raise SolverConfigError(f"step_size must be positive, got {raw['step_size']}.")
+        loop = {_SIMPLE[k][0]: _SIMPLE[k][1](v) for k, v in raw.items() if v is not None}
+        return SolveOptions(raw=raw, loop=loop)
     for key, hint in REMOVED_KEYS.items():
         if key in raw:
             raise SolverConfigError(f"options['{key}'] is not supported; {hint}.")
@@ -124,7 +134,8 @@ def parse_options(
             "(Python floats); only torch.float64 can be honoured."
         )
     ctrl = {k: float(raw[k]) for k in CONTROLLER_KEYS if raw.get(k) is not None}
-    out.controller = StepController(**ctrl)
+    if ctrl:
+        out.controller = StepController(**ctrl)
     out.norm = raw.get("norm")
     if out.norm is not None and not callable(out.norm):
         raise SolverConfigError(
