@@ -80,6 +80,7 @@ class Adams:
         self.max_history = int(max_order) - 1
         self.starter = RungeKutta(RK4, dtype, device)
         self.history: list[tuple[float, torch.Tensor]] = []  # (t, f), newest first
+        self._weight_tensors: dict[tuple[float, ...], torch.Tensor] = {}
         self.busy = False
 
     def claim(self) -> Adams:
@@ -94,12 +95,12 @@ class Adams:
         if len(self.history) < MIN_ORDER - 1:
             return self.starter.step(f, t, h, y, f0, grad, ends_on_jump=ends_on_jump)
         nodes = _key((tj - t) / h for tj, _ in self.history)
-        fs = [fj for _, fj in self.history]
-        y1 = self._combine(y, h, _weights(nodes), fs)
+        F = torch.stack([fj for _, fj in self.history]).t()  # (n, history), rows contiguous
+        y1 = torch.addmv(y, F, self._tensor(_weights(nodes)), alpha=h)
         if not self.implicit:
             return y1, None
         weights = _weights((1.0, *nodes))
-        known = self._combine(y, h, weights[1:], fs)
+        known = torch.addmv(y, F, self._tensor(weights[1:]), alpha=h)
         toward = t if ends_on_jump else None
         converged = False
         for _ in range(self.max_iters):
@@ -119,9 +120,10 @@ class Adams:
             )
         return y1, None
 
-    @staticmethod
-    def _combine(y, h, weights, fs):
-        out = y
-        for w, fj in zip(weights, fs, strict=False):
-            out = torch.add(out, fj, alpha=h * w)
-        return out
+    def _tensor(self, weights: tuple[float, ...]) -> torch.Tensor:
+        w = self._weight_tensors.get(weights)
+        if w is None:
+            w = torch.tensor(weights, dtype=self.dtype, device=self.device)
+            if len(self._weight_tensors) < 256:
+                self._weight_tensors[weights] = w
+        return w
