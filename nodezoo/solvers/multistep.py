@@ -5,7 +5,8 @@
 the previous steps: with fewer than three it takes a Runge–Kutta (3/8 rule) step, then an
 Adams–Bashforth step over all it has (up to ``max_order - 1``); ``implicit_adams`` corrects
 that prediction with Adams–Moulton by functional iteration (at most ``max_iters`` evaluations,
-until the change is within rtol/atol). The weights integrate the polynomial through the
+until the change is within rtol/atol; if it does not converge, the oldest stored derivative is
+dropped, lowering the order, as in torchdiffeq). The weights integrate the polynomial through the
 stored derivatives at their actual times, so uneven grids (output times between steps) keep
 the method's order; torchdiffeq uses fixed equal-step weights.
 """
@@ -112,7 +113,8 @@ class Adams:
             y1 = y_new
             if converged:
                 break
-        if not converged:
+        if not converged:  # as torchdiffeq: one order lower from here on
+            del self.history[-1:]
             warnings.warn(
                 f"implicit_adams: the corrector did not converge in {self.max_iters} iterations "
                 f"at t={t:.6g}; use a smaller step_size or raise max_iters.",
