@@ -1,8 +1,10 @@
-"""ODE solvers for PyTorch: explicit Runge–Kutta methods, dense output, and gradients by
-backprop, the adjoint method or checkpointing. Pure torch: no Lightning, no Hub.
+"""ODE solvers for PyTorch: explicit Runge–Kutta and Adams methods (scipy's as a backend),
+dense output, terminal events, and gradients by backprop, the adjoint method or
+checkpointing. Pure torch: no Lightning, no Hub (scipy only for ``scipy_solver``).
 
-``odeint``/``odeint_adjoint`` match torchdiffeq's API, so ``import nodezoo as torchdiffeq``
-works; ``solve(func, y0, t, SolverConfig(...))`` is the config-driven entry point models use.
+``odeint``/``odeint_adjoint``/``odeint_event``/``odeint_dense`` match torchdiffeq's API, so
+``import nodezoo as torchdiffeq`` works (its test suite passes, implicit methods aside);
+``solve(func, y0, t, SolverConfig(...))`` is the config-driven entry point models use.
 """
 
 from .config import SolverConfig

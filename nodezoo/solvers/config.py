@@ -26,7 +26,8 @@ class SolverConfig:
     ``adjoint_*`` default to the forward settings. ``seminorm`` leaves the parameter-gradient
     channels out of the adjoint's error control (Kidger et al. 2021). ``step_size`` makes any
     method take fixed steps; a fixed-step method (``rk4``...) without one steps from output time
-    to output time, as in torchdiffeq.
+    to output time, as in torchdiffeq. ``method`` is any name of ``methods.method_names()``
+    (Runge–Kutta, Adams, ``scipy_solver``); ``checkpoint`` needs a Runge–Kutta method.
     """
 
     method: str = "dopri5"
