@@ -382,6 +382,12 @@ def _adjoint_settings(
 
     if callable(norm_choice):
         user = norm_choice
+        if len(trainable) != len(params):
+            warnings.warn(
+                "An adjoint parameter does not require grad: it is left out of the adjoint "
+                "solve and of the tuple the adjoint norm receives.",
+                stacklevel=4,
+            )
         if is_tuple:  # torchdiffeq expands the tuple state's parts for a user adjoint norm
 
             def public_norm(tensors):
