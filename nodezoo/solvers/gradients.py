@@ -86,15 +86,19 @@ class AdjointSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, problem: FlatProblem, adjoint: AdjointSettings, out_shape, y0, *params):
         with torch.no_grad():
-            ys = torch.stack(problem.solve(y0))
+            outs = problem.solve(y0)
+            # rows stacked straight into the output's shape: the output is no view
+            row = (-1,) if out_shape is None else out_shape[1:]
+            ys = torch.stack([y.view(row) for y in outs])
         ctx.problem, ctx.adjoint = problem, adjoint
         ctx.adjoint_options = {"norm": adjoint.norm}
         ctx.save_for_backward(ys, *params)
-        return ys.view(out_shape) if out_shape is not None else ys
+        return ys
 
     @staticmethod
     def backward(ctx, grad_ys):
         ys, *params = ctx.saved_tensors
+        ys = ys.reshape(ys.shape[0], -1)
         grad_ys = grad_ys.reshape(ys.shape)
         problem: FlatProblem = ctx.problem
         adj: AdjointSettings = ctx.adjoint
