@@ -401,6 +401,96 @@ def add_ratios(results: list[Result]) -> None:
             r.vs_nodezoo_equal_nfe = r.overhead / ref.overhead
 
 
+# Methods beyond dopri5 and the event mode, nodezoo vs torchdiffeq: (label, method, options,
+# tolerance, event). Fixed-step methods get step_size 0.05 (20 steps over [0, 1]).
+METHOD_CASES = (
+    ("dopri8", "dopri8", {}, 1e-6, False),
+    ("fehlberg2", "fehlberg2", {}, 1e-3, False),
+    ("rk4 h=0.05", "rk4", {"step_size": 0.05}, 1e-6, False),
+    ("explicit_adams h=0.05", "explicit_adams", {"step_size": 0.05, "max_order": 5}, 1e-6, False),
+    # the corrector iterates to rtol = atol: at 1e-6 it would not converge in max_iters at h=0.05
+    ("implicit_adams h=0.05", "implicit_adams", {"step_size": 0.05, "max_order": 5}, 1e-3, False),
+    ("dopri5 + event", "dopri5", {}, 1e-6, True),
+)
+
+
+def measure_methods(problem: Problem, args, device, log) -> list[dict]:
+    """Forward and backprop time of each METHOD_CASES entry, nodezoo and torchdiffeq
+    round-robin on the same problem; the event solves stop where the mean of the first state
+    coordinate reaches its value at t = 1/2 (found by a reference solve)."""
+    import torchdiffeq
+
+    import nodezoo.solvers as nz
+
+    f, y0 = problem.field, problem.y0
+    t = torch.tensor([0.0, 1.0], device=device)
+    with torch.no_grad():
+        target = float(
+            nz.odeint(f, y0, torch.tensor([0.0, 0.5]), rtol=1e-9, atol=1e-9)[-1, :, 0].mean()
+        )
+
+    def event_fn(t, y):
+        return y[..., 0].mean() - target
+
+    libs = {"nodezoo": nz.odeint, "torchdiffeq": torchdiffeq.odeint}
+    rows = []
+    for label, method, options, tol, event in METHOD_CASES:
+        for mode in ("forward", "backprop"):
+            runners, counters = {}, {}
+            for lib, odeint in libs.items():
+                counter = Counted(f)
+                y_leaf = y0.detach().clone().requires_grad_(mode == "backprop")
+                kwargs = dict(rtol=tol, atol=tol, method=method, options=dict(options))
+                if event:
+                    kwargs["event_fn"] = event_fn
+
+                def solve(
+                    fn=f, odeint=odeint, y_leaf=y_leaf, kwargs=kwargs, mode=mode, event=event
+                ):
+                    if mode == "forward":
+                        with torch.no_grad():
+                            odeint(fn, y_leaf, t, **kwargs)
+                        return
+                    out = odeint(fn, y_leaf, t, **kwargs)
+                    (out[1] if event else out)[-1].sum().backward()
+
+                runners[lib] = solve
+                counters[lib] = (counter, lambda c=counter, s=solve: s(fn=c))
+            samples = time_round_robin(runners, repeats=args.repeats, warmup=args.warmup)
+            times = {lib: median(samples[args.clock][lib]) for lib in libs}
+            nfe = {}
+            for lib, (counter, run) in counters.items():
+                counter.calls = 0
+                run()
+                nfe[lib] = counter.calls
+            rows.append(dict(case=label, mode=mode, times=times, nfe=nfe))
+        log(f"  {label} done")
+    return rows
+
+
+def methods_table(rows: list[dict]) -> str:
+    headers = [
+        "case",
+        "mode",
+        "nodezoo",
+        "torchdiffeq",
+        "NFE nodezoo / torchdiffeq",
+        "torchdiffeq / nodezoo",
+    ]
+    body = [
+        [
+            r["case"],
+            r["mode"],
+            format_seconds(r["times"]["nodezoo"]),
+            format_seconds(r["times"]["torchdiffeq"]),
+            f"{r['nfe']['nodezoo']} / {r['nfe']['torchdiffeq']}",
+            format_ratio(r["times"]["torchdiffeq"] / r["times"]["nodezoo"]),
+        ]
+        for r in rows
+    ]
+    return markdown_table(headers, body)
+
+
 def memory_vs_tolerance(problem: Problem, tols, args, device, log) -> dict:
     """Peak memory and NFE of the gradient modes as the tolerance tightens (untimed)."""
     configs = [
@@ -614,8 +704,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--problems",
         nargs="+",
-        default=["mlp", "conv", "memory"],
-        choices=["mlp", "conv", "memory"],
+        default=["mlp", "conv", "memory", "methods"],
+        choices=["mlp", "conv", "memory", "methods"],
         help="which sections to run",
     )
     p.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=LIBRARIES)
@@ -667,6 +757,10 @@ def main(argv=None) -> int:
         problem = conv_problem(conv_batch, device, args.seed, backprop=not args.no_conv_backprop)
         conv_name = problem.name
         results += measure(problem, (1e-3,), args, device, log)
+    method_rows = []
+    if "methods" in args.problems:
+        log("other methods and events")
+        method_rows = measure_methods(mlp_problem(64, batch, device, args.seed), args, device, log)
     if "memory" in args.problems:
         log("memory vs tolerance")
         mem = memory_vs_tolerance(
@@ -710,6 +804,14 @@ def main(argv=None) -> int:
     if mem is not None:
         print("## 3. Peak memory growth vs tolerance (MLP d=64)\n")
         print(memory_table(mem) + "\n")
+    if method_rows:
+        print("## 4. Other methods and event handling vs torchdiffeq (MLP d=64, over [0, 1])\n")
+        print(
+            "Adaptive methods at rtol = atol = tol, fixed-step ones with step_size 0.05; the "
+            "event solve stops where mean(y[:, 0]) reaches its t = 1/2 value. The ratio is "
+            f"{args.clock} time, above 1 when nodezoo is faster.\n"
+        )
+        print(methods_table(method_rows) + "\n")
     targets = evaluate_targets(results, mem, mlp_names, conv_name, args.clock)
     if targets:
         print("## Targets\n")
@@ -735,6 +837,7 @@ def main(argv=None) -> int:
                 for (tol, lib, mode), (peak, nf, nb) in mem["table"].items()
             ],
             "seminorm": sections.get("seminorm"),
+            "methods": method_rows,
             "targets": [dict(asdict(t), verdict=t.verdict) for t in targets],
             "total_s": total,
         }

@@ -15,6 +15,8 @@ from .solvers import (
     last_stats,
     odeint,
     odeint_adjoint,
+    odeint_dense,
+    odeint_event,
     solve,
 )
 
@@ -29,6 +31,8 @@ __all__ = [
     "list_models",
     "odeint",
     "odeint_adjoint",
+    "odeint_dense",
+    "odeint_event",
     "solve",
 ]
 

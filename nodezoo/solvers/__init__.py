@@ -1,11 +1,14 @@
-"""ODE solvers for PyTorch: explicit Runge–Kutta methods, dense output, and gradients by
-backprop, the adjoint method or checkpointing. Pure torch: no Lightning, no Hub.
+"""ODE solvers for PyTorch: explicit Runge–Kutta and Adams methods (scipy's as a backend),
+dense output, terminal events, and gradients by backprop, the adjoint method or
+checkpointing. Pure torch: no Lightning, no Hub (scipy only for ``scipy_solver``).
 
-``odeint``/``odeint_adjoint`` match torchdiffeq's API, so ``import nodezoo as torchdiffeq``
-works; ``solve(func, y0, t, SolverConfig(...))`` is the config-driven entry point models use.
+``odeint``/``odeint_adjoint``/``odeint_event``/``odeint_dense`` match torchdiffeq's API, so
+``import nodezoo as torchdiffeq`` works (its test suite passes, implicit methods aside);
+``solve(func, y0, t, SolverConfig(...))`` is the config-driven entry point models use.
 """
 
 from .config import SolverConfig
+from .dense import odeint_dense
 from .errors import (
     MaxStepsExceeded,
     NonFiniteState,
@@ -13,7 +16,8 @@ from .errors import (
     SolverError,
     StepSizeUnderflow,
 )
-from .odeint import odeint, odeint_adjoint, solve
+from .methods import MethodSpec, get_method, method_names
+from .odeint import odeint, odeint_adjoint, odeint_event, solve
 from .stats import SolveStats, last_stats
 from .step_control import StepController
 from .tableaus import METHODS, ButcherTableau, get_tableau
@@ -22,6 +26,7 @@ __all__ = [
     "METHODS",
     "ButcherTableau",
     "MaxStepsExceeded",
+    "MethodSpec",
     "NonFiniteState",
     "SolveStats",
     "SolverConfig",
@@ -29,9 +34,13 @@ __all__ = [
     "SolverError",
     "StepController",
     "StepSizeUnderflow",
+    "get_method",
     "get_tableau",
     "last_stats",
+    "method_names",
     "odeint",
     "odeint_adjoint",
+    "odeint_dense",
+    "odeint_event",
     "solve",
 ]

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from .errors import SolverConfigError
-from .tableaus import get_tableau
+from .methods import get_method
 
 Gradient = Literal["backprop", "adjoint", "checkpoint"]
 Backend = Literal["native", "torchdiffeq"]
@@ -26,7 +26,8 @@ class SolverConfig:
     ``adjoint_*`` default to the forward settings. ``seminorm`` leaves the parameter-gradient
     channels out of the adjoint's error control (Kidger et al. 2021). ``step_size`` makes any
     method take fixed steps; a fixed-step method (``rk4``...) without one steps from output time
-    to output time, as in torchdiffeq.
+    to output time, as in torchdiffeq. ``method`` is any name of ``methods.method_names()``
+    (Runge–Kutta, Adams, ``scipy_solver``); ``checkpoint`` needs a Runge–Kutta method.
     """
 
     method: str = "dopri5"
@@ -43,9 +44,9 @@ class SolverConfig:
     backend: Backend = "native"
 
     def __post_init__(self):
-        get_tableau(self.method)
+        get_method(self.method)
         if self.adjoint_method is not None:
-            get_tableau(self.adjoint_method)
+            get_method(self.adjoint_method)
         if self.gradient not in GRADIENTS:
             raise SolverConfigError(
                 f"gradient={self.gradient!r} is not one of {', '.join(GRADIENTS)}."
@@ -67,7 +68,7 @@ class SolverConfig:
 
     @property
     def adaptive(self) -> bool:
-        return self.step_size is None and get_tableau(self.method).adaptive
+        return self.step_size is None and get_method(self.method).adaptive
 
     def replace(self, **changes: Any) -> SolverConfig:
         return replace(self, **changes)

@@ -7,6 +7,7 @@ output times are added outside, in ``odeint``, for all three modes alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 
 from .rk import FlatField, PlainFlatField, RungeKutta, StepRecord, integrate
 from .stats import SolveStats
-from .step_control import Norm, StepController, mixed_norm, seminorm
+from .step_control import Norm, StepController
 
 
 @dataclass
@@ -32,6 +33,8 @@ class FlatProblem:
     stats: SolveStats
 
     def solve(self, y0: torch.Tensor, record: list[StepRecord] | None = None) -> list:
+        """The states at ``times``; in event mode ``[y0, y(event)]``, and ``times`` becomes
+        ``[t0, event time]`` (what the backward passes integrate over)."""
         counts: dict = {}
         nfe0 = self.field.nfe
         ys = integrate(
@@ -41,16 +44,29 @@ class FlatProblem:
         self.stats.nfe_forward += self.field.nfe - nfe0
         self.stats.steps_accepted += counts["accepted"]
         self.stats.steps_rejected += counts["rejected"]
+        event = self.options.get("event")
+        if event is not None:
+            self.times = [self.times[0], event.time]
         return ys
 
 
 @dataclass
 class AdjointSettings:
+    """The backward solve's method and settings. ``options`` go to ``integrate`` (jump_t,
+    hooks, grid ...). ``norm`` is torchdiffeq's adjoint norm, called with the tuple
+    ``(t, y, adj_y, *adj_params)`` (``t`` is 0: nodezoo adds time gradients outside the
+    adjoint solve); while it is ``default_norm`` the solver uses ``fast_norm`` on the flat
+    augmented state instead, which computes the same value."""
+
     rk: RungeKutta
     rtol: float
     atol: float
     options: dict
-    seminorm: bool
+    controller: StepController
+    norm: Callable | None = None
+    default_norm: Callable | None = None
+    fast_norm: Callable | None = None
+    y_view: Callable = lambda y: y
 
 
 def _param_grads(params, grads):
@@ -61,19 +77,29 @@ def _param_grads(params, grads):
 
 
 class AdjointSolve(torch.autograd.Function):
-    """Forward without a graph; backward integrates [y, a, a_theta] from t_N back to t_0."""
+    """Forward without a graph; backward integrates [y, a, a_theta] from t_N back to t_0.
+
+    The output has shape ``out_shape``; the node (``ys.grad_fn``) carries torchdiffeq's
+    ``adjoint_options`` dict, whose ``"norm"`` may be replaced before the backward pass.
+    """
 
     @staticmethod
-    def forward(ctx, problem: FlatProblem, adjoint: AdjointSettings, y0, *params):
+    def forward(ctx, problem: FlatProblem, adjoint: AdjointSettings, out_shape, y0, *params):
         with torch.no_grad():
-            ys = torch.stack(problem.solve(y0))
+            outs = problem.solve(y0)
+            # rows stacked straight into the output's shape: the output is no view
+            row = (-1,) if out_shape is None else out_shape[1:]
+            ys = torch.stack([y.view(row) for y in outs])
         ctx.problem, ctx.adjoint = problem, adjoint
+        ctx.adjoint_options = {"norm": adjoint.norm}
         ctx.save_for_backward(ys, *params)
         return ys
 
     @staticmethod
     def backward(ctx, grad_ys):
         ys, *params = ctx.saved_tensors
+        ys = ys.reshape(ys.shape[0], -1)
+        grad_ys = grad_ys.reshape(ys.shape)
         problem: FlatProblem = ctx.problem
         adj: AdjointSettings = ctx.adjoint
         field = problem.field
@@ -81,14 +107,17 @@ class AdjointSolve(torch.autograd.Function):
         trainable = [p for p in params if p.requires_grad]
         sizes = [p.numel() for p in trainable]
 
-        def augmented(t: float, z: torch.Tensor) -> torch.Tensor:
+        def augmented(t: float, z: torch.Tensor, toward: float | None = None) -> torch.Tensor:
             y, a = z[:n], z[n : 2 * n]
             with torch.enable_grad():
                 y = y.detach().requires_grad_(True)
-                fy = field(t, y)
-                vjps = torch.autograd.grad(
-                    fy, (y, *trainable), -a, allow_unused=True, retain_graph=False
-                )
+                fy = field(t, y, toward)
+                if fy.requires_grad:
+                    vjps = torch.autograd.grad(
+                        fy, (y, *trainable), -a, allow_unused=True, retain_graph=False
+                    )
+                else:  # f depends on neither y nor the parameters
+                    vjps = (None,) * (1 + len(trainable))
             parts = [fy.detach(), vjps[0] if vjps[0] is not None else torch.zeros_like(a)]
             parts += [
                 torch.zeros(s, dtype=z.dtype, device=z.device) if g is None else g.reshape(-1)
@@ -96,11 +125,11 @@ class AdjointSolve(torch.autograd.Function):
             ]
             return torch.cat(parts)
 
-        # torchdiffeq's choice, so tolerances mean the same: the largest RMS over the parts
-        # [y, a, each parameter's gradient]; the seminorm drops the parameter parts.
-        norm = mixed_norm([n, n] if adj.seminorm else [n, n, *sizes])
-        if adj.seminorm:
-            norm = seminorm(2 * n, norm)
+        chosen = ctx.adjoint_options.get("norm")
+        if chosen is None or chosen is adj.default_norm:
+            norm = adj.fast_norm
+        else:
+            norm = tuple_norm(chosen, n, trainable, adj.y_view)
         field_aug = PlainFlatField(augmented, 2 * n + sum(sizes))
         nfe0 = field.nfe
         counts: dict = {}
@@ -111,7 +140,7 @@ class AdjointSolve(torch.autograd.Function):
                 z = torch.cat([ys[i], a, a_params])
                 z = integrate(
                     field_aug, z, [problem.times[i], problem.times[i - 1]], adj.rk,
-                    rtol=adj.rtol, atol=adj.atol, norm=norm, controller=problem.controller,
+                    rtol=adj.rtol, atol=adj.atol, norm=norm, controller=adj.controller,
                     counts=counts, **adj.options,
                 )[-1]  # fmt: skip
                 a = z[n : 2 * n] + grad_ys[i - 1]
@@ -120,7 +149,23 @@ class AdjointSolve(torch.autograd.Function):
         problem.stats.steps_backward += counts.get("accepted", 0)
         grads = iter(a_params.split(sizes))
         param_grads = [next(grads).view_as(p) if p.requires_grad else None for p in params]
-        return (None, None, a, *param_grads)
+        return (None, None, None, a, *param_grads)
+
+
+def tuple_norm(norm_fn: Callable, n: int, trainable, y_view: Callable) -> Norm:
+    """A torchdiffeq-style adjoint norm ``norm_fn((t, y, adj_y, *adj_params))`` as a norm of
+    the flat augmented state [y, a, a_params] (``t`` is 0: see ``AdjointSettings``)."""
+    shapes = [p.shape for p in trainable]
+    sizes = [p.numel() for p in trainable]
+
+    def norm(z: torch.Tensor) -> torch.Tensor:
+        views, offset = [], 2 * n
+        for shape, size in zip(shapes, sizes, strict=True):
+            views.append(z[offset : offset + size].view(shape))
+            offset += size
+        return norm_fn((z.new_zeros(()), y_view(z[:n]), y_view(z[n : 2 * n]), *views))
+
+    return norm
 
 
 class CheckpointSolve(torch.autograd.Function):

@@ -122,15 +122,15 @@ class FlatField:
 
 
 class PlainFlatField:
-    """A function ``f(t: float, y_flat) -> flat`` with FlatField's interface (used for the
-    adjoint's augmented system, which already works on flat tensors)."""
+    """A function ``f(t: float, y_flat, toward) -> flat`` with FlatField's interface (used for
+    the adjoint's augmented system, which already works on flat tensors)."""
 
-    def __init__(self, func: Callable[[float, torch.Tensor], torch.Tensor], size: int):
+    def __init__(self, func: Callable[..., torch.Tensor], size: int):
         self.func = func
         self.row_shape = (size,)
 
     def __call__(self, t: float, y: torch.Tensor, toward: float | None = None) -> torch.Tensor:
-        return self.func(t, y)
+        return self.func(t, y, toward)
 
     raw = __call__
 
@@ -163,6 +163,53 @@ class StepRecord:
     outputs: list[tuple[int, float]] = field(default_factory=list)  # (output index, theta)
     after_jump: bool = False  # f0 taken on the far side of a jump at t
     ends_on_jump: bool = False
+
+
+@dataclass
+class StepHooks:
+    """Callbacks of the step loop, each called as ``hook(t, y, h)`` with the step's start and
+    (signed) size: ``step`` before every attempt, ``accept``/``reject`` after an adaptive
+    attempt's verdict (torchdiffeq's ``callback_step``/``callback_accept_step``/...)."""
+
+    step: Callable | None = None
+    accept: Callable | None = None
+    reject: Callable | None = None
+
+
+class EventSearch:
+    """A terminal event: stop where ``fn(t, y)`` first reaches zero.
+
+    ``fn(t: float, y_flat) -> float`` is positive at the start (``odeint`` combines a
+    multi-output event function into one). After each step the solver asks ``crossed``; the
+    root is then bracketed in that step and bisected on its interpolant down to ``tol`` in
+    time. ``interp`` (``linear`` or ``cubic``) is the interpolant that fixed-step methods use
+    to bracket; adaptive methods use their dense output. ``time`` holds the event time found.
+    """
+
+    def __init__(self, fn: Callable[[float, torch.Tensor], float], tol: float, interp: str):
+        self.fn = fn
+        self.tol = tol
+        self.interp = interp
+        self.time: float | None = None
+
+    def crossed(self, t: float, y: torch.Tensor) -> bool:
+        with torch.no_grad():
+            return not self.fn(t, y) > 0.0
+
+    def locate(self, t: float, h: float, y_at: Callable[[float], torch.Tensor]) -> float:
+        """The fraction theta of the step [t, t + h] where the event happens (the root lies
+        in (0, 1]); ``y_at(theta)`` interpolates the state."""
+        lo, hi = 0.0, 1.0
+        with torch.no_grad():
+            for _ in range(64):
+                if (hi - lo) * abs(h) <= self.tol:
+                    break
+                mid = 0.5 * (lo + hi)
+                if self.fn(t + mid * h, y_at(mid)) > 0.0:
+                    lo = mid
+                else:
+                    hi = mid
+        return 0.5 * (lo + hi)
 
 
 class _StageBuffer:
@@ -208,6 +255,10 @@ class RungeKutta:
         if rk is None:
             rk = cache[key] = cls(tableau, dtype, device)
         return rk
+
+    @property
+    def adaptive(self) -> bool:
+        return self.tableau.adaptive
 
     def claim(self) -> RungeKutta:
         """This instance marked busy, or a fresh copy sharing its coefficients if it is."""
@@ -331,15 +382,29 @@ def integrate(
     step_size: float | None = None,
     first_step: float | None = None,
     max_steps: int = 100_000,
+    min_step: float = 0.0,
+    max_step: float = math.inf,
     step_t: Sequence[float] = (),
     jump_t: Sequence[float] = (),
+    grid: Sequence[float] | None = None,
+    perturb: bool = False,
     controller: StepController | None = None,
+    hooks: StepHooks | None = None,
+    event: EventSearch | None = None,
     record: list[StepRecord] | None = None,
+    dense: list | None = None,
     counts: dict | None = None,
 ) -> list[torch.Tensor]:
     """Solve from ``times[0]`` through every time in ``times`` (monotonic); returns the states.
 
-    ``record``, if given, receives one ``StepRecord`` per accepted step.
+    Fixed steps (no ``step_size``-less adaptive method) land on ``grid`` (or every
+    ``step_size``) and on every output time; ``perturb`` evaluates f one ulp inside each step,
+    as if f jumped at every grid point. Adaptive steps keep ``min_step <= |h| <= max_step``
+    (a step at ``min_step`` is accepted whatever its error).
+    With ``event``, ``times[1]`` only gives the direction: the solve runs until the event and
+    returns ``[y0, y(event)]``, the event time going to ``event.time``.
+    ``record``, if given, receives one ``StepRecord`` per accepted step; ``dense`` (adaptive
+    steps) one ``(t, h, y, K)`` per accepted step, for ``RungeKutta.interpolate``.
     ``counts`` receives ``accepted``/``rejected`` step counts.
     """
     grad = torch.is_grad_enabled()
@@ -352,32 +417,42 @@ def integrate(
         return outputs
     t0, t_end = float(times[0]), float(times[-1])
     direction = 1.0 if t_end > t0 else -1.0
+    if event is not None:
+        with torch.no_grad():
+            at_start = event.fn(t0, y0) == 0.0
+        if at_start:
+            event.time = t0
+            return [y0, y0]
+    if hasattr(rk, "solve_all"):  # a whole-solve backend (scipy)
+        return rk.solve_all(f, y0, times, rtol=rtol, atol=atol)
     rk = rk.claim()
     try:
-        if rk.tableau.adaptive and step_size is None:
+        if rk.adaptive and step_size is None:
             _integrate_adaptive(
                 f, y0, times, rk, outputs, grad, direction,
                 rtol=rtol, atol=atol, norm=norm, first_step=first_step, max_steps=max_steps,
-                step_t=step_t, jump_t=jump_t, controller=controller or StepController(),
-                record=record, counts=counts,
+                min_step=min_step, max_step=max_step, step_t=step_t, jump_t=jump_t,
+                controller=controller or StepController(), hooks=hooks, event=event,
+                record=record, dense=dense, counts=counts,
             )  # fmt: skip
         else:
             _integrate_fixed(
                 f, y0, times, rk, outputs, grad, direction, step_size, max_steps, step_t,
-                jump_t, record, counts,
+                jump_t, grid, perturb, hooks, event, record, counts,
             )  # fmt: skip
     finally:
         rk.busy = False
     return outputs
 
 
-def _integrate_fixed(
-    f, y0, times, rk, outputs, grad, direction, step_size, max_steps, step_t, jump_t, record, counts
-):
-    """Steps of ``step_size`` (or the output grid), landing exactly on every output time."""
+def _fixed_grid(times, y0, direction, step_size, max_steps, step_t, jump_t, grid):
+    """The step end points of a fixed-step solve, output times included; ``grid(t0, t1, y0)``
+    gives the points to step on between them (instead of every ``step_size``)."""
     t0, t_end = float(times[0]), float(times[-1])
     stops = list(times[1:]) + list(step_t) + list(jump_t)
-    if step_size is not None:
+    if grid is not None:
+        stops += list(grid(t0, t_end, y0))
+    elif step_size is not None:
         if step_size <= 0:
             raise SolverConfigError(f"step_size must be positive, got {step_size}.")
         n = math.ceil(abs(t_end - t0) / step_size - 1e-9)
@@ -389,37 +464,112 @@ def _integrate_fixed(
                 step_size=step_size,
             )
         stops += [t0 + direction * k * step_size for k in range(1, n)]
-    grid = _direction_sorted(stops, t0, t_end, direction)
+    points = _direction_sorted(stops, t0, t_end, direction)
     # Drop grid points closer than a tiny fraction of a step to an output time.
     tol = 1e-9 * max(abs(t_end - t0), 1e-30)
     merged: list[float] = []
-    for v in grid:
+    for v in points:
         if merged and abs(v - merged[-1]) <= tol:
             if v in times:
                 merged[-1] = v
             continue
         merged.append(v)
+    return merged, tol
+
+
+def _event_grid(t0, direction, step_size, max_steps):
+    """Step end points of a fixed-step event search: every step_size until max_steps."""
+    if step_size is None:
+        raise SolverConfigError(
+            "Event handling with a fixed-step method needs options={'step_size': ...}."
+        )
+    return (t0 + direction * k * step_size for k in range(1, max_steps + 1))
+
+
+def _integrate_fixed(
+    f, y0, times, rk, outputs, grad, direction, step_size, max_steps, step_t, jump_t, grid,
+    perturb, hooks, event, record, counts,
+):  # fmt: skip
+    """Steps of ``step_size`` (or ``grid``, or the output grid), landing exactly on every
+    output time; with ``event``, steps until the event and then one step onto it."""
+    t0 = float(times[0])
+    if event is None:
+        merged, tol = _fixed_grid(times, y0, direction, step_size, max_steps, step_t, jump_t, grid)
+    else:
+        merged, tol = _event_grid(t0, direction, step_size, max_steps), 0.0
     t, y = t0, y0
     out_i = 1
     jumps = set(float(v) for v in jump_t)
     jump = False  # did the previous step end on a jump?
+    step_hook = hooks.step if hooks is not None else None
+    h = 0.0
     for t_next in merged:
         h = t_next - t
+        if step_hook is not None:
+            step_hook(t, y, h)
+        ends_on_jump = perturb or t_next in jumps
         if record is not None:
-            record.append(StepRecord(t, h, y, [], jump, t_next in jumps))
-        f0 = f(t, y, toward=t + h if jump else None)
+            record.append(StepRecord(t, h, y, [], jump or perturb, ends_on_jump))
+        f0 = f(t, y, toward=t + h if jump or perturb else None)
         jump = t_next in jumps
-        y, _ = rk.step(f, t, h, y, f0, grad, ends_on_jump=jump)
+        y_prev = y
+        y, _ = rk.step(f, t, h, y, f0, grad, ends_on_jump=ends_on_jump)
         counts["accepted"] += 1
+        if event is not None:
+            if event.crossed(t_next, y):
+                y = _land_on_event(f, rk, event, t, h, y_prev, f0, y, grad, ends_on_jump, record)
+                outputs.append(y)
+                return outputs
+            t = t_next
+            continue
         t = t_next
         while out_i < len(times) and abs(times[out_i] - t) <= tol:
             if record is not None:
                 record[-1].outputs.append((out_i, 1.0))
             outputs.append(y)
             out_i += 1
+    if event is not None:
+        raise MaxStepsExceeded(
+            f"No event within max_steps={max_steps} steps of {step_size} from t={t0:.6g}; "
+            "raise max_num_steps or check event_fn.",
+            t=t,
+            step_size=step_size,
+        )
     if not bool(torch.isfinite(outputs[-1]).all()):
-        _raise_non_finite(t_end, merged[-1] - (merged[-2] if len(merged) > 1 else t0))
+        _raise_non_finite(t, h)
     return outputs
+
+
+def _land_on_event(f, rk, event, t, h, y0, f0, y1, grad, ends_on_jump, record):
+    """Bracket the event in the step [t, t + h] with the linear or cubic Hermite interpolant of
+    its ends, then take one step from t exactly onto the event (exact to the method's order,
+    and differentiable like any other step)."""
+    with torch.no_grad():
+        y0d, y1d, f0d = y0.detach(), y1.detach(), f0.detach()
+        if event.interp == "cubic":
+            f1 = f(t + h, y1d)
+
+            def y_at(th):
+                h00, h10 = (1 + 2 * th) * (1 - th) ** 2, th * (1 - th) ** 2
+                h01, h11 = th * th * (3 - 2 * th), th * th * (th - 1)
+                return h00 * y0d + h10 * h * f0d + h01 * y1d + h11 * h * f1
+
+        else:
+
+            def y_at(th):
+                return torch.lerp(y0d, y1d, th)
+
+        theta = event.locate(t, h, y_at)
+    event.time = t + theta * h
+    if theta >= 1.0:
+        if record is not None:
+            record[-1].outputs.append((1, 1.0))
+        return y1
+    h_event = theta * h
+    if record is not None:
+        record[-1] = StepRecord(t, h_event, y0, [(1, 1.0)], record[-1].after_jump, False)
+    y_event, _ = rk.step(f, t, h_event, y0, f0, grad)
+    return y_event
 
 
 def _error_ratio(KT, b_error, abs_y0, y1, rtol, atol, norm):
@@ -433,18 +583,23 @@ def _error_ratio(KT, b_error, abs_y0, y1, rtol, atol, norm):
 
 def _integrate_adaptive(
     f, y0, times, rk, outputs, grad, direction, *, rtol, atol, norm, first_step, max_steps,
-    step_t, jump_t, controller, record, counts,
+    min_step, max_step, step_t, jump_t, controller, hooks, event, record, dense, counts,
 ):  # fmt: skip
     tab = rk.tableau
     t0, t_end = float(times[0]), float(times[-1])
     n_out = len(times)
-    stops = _direction_sorted([*step_t, *jump_t, t_end], t0, t_end, direction)
+    if event is None:
+        stops = _direction_sorted([*step_t, *jump_t, t_end], t0, t_end, direction)
+    else:  # run until the event: no end time
+        stops = _direction_sorted([*step_t, *jump_t], t0, direction * math.inf, direction)
+        stops.append(direction * math.inf)
     jumps = set(float(v) for v in jump_t)
     norm = float_norm(norm)
+    clamp = min_step > 0.0 or max_step < math.inf
     f0 = f(t0, y0)
     if first_step is None:
         # the error estimate is of the embedded (order - 1) solution, hence its exponent
-        h = initial_step_size(f, t0, y0, f0, tab.order - 1, rtol, atol, norm, direction)
+        h = initial_step_size(f, t0, y0, f0, tab.control_order - 1, rtol, atol, norm, direction)
     else:
         h = direction * abs(float(first_step))
     b_error = rk.b_error
@@ -455,14 +610,21 @@ def _integrate_adaptive(
     s = tab.stages
     last_non_finite = False
     after_jump = False
-    ctrl = controller.start(tab.order)
+    ctrl = controller.start(tab.control_order)
+    step_hook = accept_hook = reject_hook = None
+    if hooks is not None:
+        step_hook, accept_hook, reject_hook = hooks.step, hooks.accept, hooks.reject
     while out_i < n_out:
+        if clamp:
+            h = direction * min(max(abs(h), min_step), max_step)
         t_stop = stops[stop_i]
         h_try = h
         hits_stop = (t + h_try - t_stop) * direction >= 0
         if hits_stop:
             h_try = t_stop - t
         on_jump = hits_stop and t_stop in jumps
+        if step_hook is not None:
+            step_hook(t, y, h_try)
         y1, K = rk.step(f, t, h_try, y, f0, grad, ends_on_jump=on_jump)
         if grad:
             with torch.no_grad():
@@ -472,20 +634,29 @@ def _integrate_adaptive(
             ratio, abs_y1 = _error_ratio(KT, b_error, abs_y, y1, rtol, atol, norm)
         ratio *= abs(h_try)
         steps += 1
-        if ratio <= 1.0:  # accept (NaN compares False: rejected below)
+        if ratio <= 1.0 or (clamp and abs(h_try) <= min_step):  # NaN compares False: rejected
             counts["accepted"] += 1
+            if accept_hook is not None:
+                accept_hook(t, y, h_try)
             t_new = t_stop if hits_stop else t + h_try
             if record is not None:
                 record.append(StepRecord(t, h_try, y, [], after_jump, on_jump))
-            while out_i < n_out and (times[out_i] - t_new) * direction <= 0:
-                theta = (times[out_i] - t) / h_try
-                if theta >= 1.0:
-                    outputs.append(y1)
-                else:
-                    outputs.append(rk.interpolate(y, K, h_try, theta))
-                if record is not None:
-                    record[-1].outputs.append((out_i, theta))
-                out_i += 1
+            if dense is not None:
+                dense.append((t, h_try, y, K.clone()))
+            if event is not None:
+                if event.crossed(t_new, y1):
+                    outputs.append(_interpolate_event(rk, event, t, h_try, y, K, y1, record))
+                    break
+            else:
+                while out_i < n_out and (times[out_i] - t_new) * direction <= 0:
+                    theta = (times[out_i] - t) / h_try
+                    if theta >= 1.0:
+                        outputs.append(y1)
+                    else:
+                        outputs.append(rk.interpolate(y, K, h_try, theta))
+                    if record is not None:
+                        record[-1].outputs.append((out_i, theta))
+                    out_i += 1
             t, y, abs_y = t_new, y1, abs_y1
             after_jump = on_jump
             if hits_stop:
@@ -494,12 +665,16 @@ def _integrate_adaptive(
                 break
             if on_jump:  # the FSAL derivative belongs to the other side of the jump
                 f0 = f(t, y, toward=t + direction)
-            else:
+            elif tab.fsal:
                 f0 = rk.carry_fsal(K, grad)
+            else:
+                f0 = f(t, y)
             last_non_finite = False
             h = h_try * ctrl.accept(ratio)
         else:
             counts["rejected"] += 1
+            if reject_hook is not None:
+                reject_hook(t, y, h_try)
             last_non_finite = not math.isfinite(ratio)
             h = h_try * ctrl.reject(ratio)
         if steps >= max_steps:
@@ -511,7 +686,7 @@ def _integrate_adaptive(
                 t=t,
                 step_size=h,
             )
-        if abs(h) <= 4 * math.ulp(max(abs(t), 1.0)):
+        if abs(h) <= 4 * math.ulp(max(abs(t), 1.0)) and not min_step > abs(h):
             if last_non_finite:
                 _raise_non_finite(t, h)
             raise StepSizeUnderflow(
@@ -522,3 +697,14 @@ def _integrate_adaptive(
                 step_size=h,
             )
     return outputs
+
+
+def _interpolate_event(rk, event, t, h, y, K, y1, record):
+    """The state at the event inside the accepted step [t, t + h], from the dense output."""
+    with torch.no_grad():
+        yd, Kd = y.detach(), K.detach()
+        theta = event.locate(t, h, lambda th: rk.interpolate(yd, Kd, h, th))
+    event.time = t + theta * h
+    if record is not None:
+        record[-1].outputs.append((1, theta))
+    return y1 if theta >= 1.0 else rk.interpolate(y, K, h, theta)

@@ -22,7 +22,9 @@ class ButcherTableau:
     ``fsal`` (first same as last) means the last stage is ``f(t1, y1)`` and is reused as the next
     step's first stage. ``mid`` are the weights of a dense-output value at half the step, used for
     quartic interpolation; without them outputs use cubic Hermite interpolation (FSAL methods) or
-    must lie on the step grid (fixed-step methods).
+    must lie on the step grid (fixed-step methods). ``error_order`` is the power of h in the
+    local error estimate when it is not ``order`` (an embedded solution of order p - 1 gives
+    h**p); the step-size controller's exponent is its reciprocal.
     """
 
     name: str
@@ -33,6 +35,7 @@ class ButcherTableau:
     b_error: tuple[float, ...] | None = None
     fsal: bool = False
     mid: tuple[float, ...] | None = None
+    error_order: int | None = None
     _dense: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -40,12 +43,16 @@ class ButcherTableau:
         return len(self.c)
 
     @property
+    def control_order(self) -> int:
+        return self.error_order or self.order
+
+    @property
     def adaptive(self) -> bool:
         return self.b_error is not None
 
     @property
     def has_dense_output(self) -> bool:
-        return self.fsal
+        return self.fsal or self.adaptive
 
     def dense_weights(self, theta: float) -> np.ndarray:
         """Weights ``w`` with ``y(t0 + theta h) = y0 + h * sum_i w_i k_i``.
@@ -71,8 +78,9 @@ def _dense_output_polynomials(tab: ButcherTableau) -> np.ndarray:
     """Matrix P (stages x degree+1) such that the dense weights are ``P @ theta**arange``.
 
     In units of h, with Y(theta) = (y(theta) - y0) / h: Y(0) = 0, Y'(0) = k_0, Y(1) = b.k,
-    Y'(1) = k_last, and, with ``mid``, Y(1/2) = mid.k. Each condition is a vector over stages,
-    so we solve for polynomial coefficients whose entries are such vectors.
+    Y'(1) = k_last (FSAL methods only: there the last stage is f(t1, y1)), and, with ``mid``,
+    Y(1/2) = mid.k. Each condition is a vector over stages, so we solve for polynomial
+    coefficients whose entries are such vectors.
     """
     s = tab.stages
     e0 = np.zeros(s)
@@ -83,7 +91,7 @@ def _dense_output_polynomials(tab: ButcherTableau) -> np.ndarray:
     mid = tab.mid
     if mid is None and tab.order >= 5:
         mid = _midpoint_weights(tab, order=4)
-    degree = 4 if mid is not None else 3
+    degree = (4 if mid is not None else 3) - (0 if tab.fsal else 1)
     rows, rhs = [], []
     powers = np.arange(degree + 1)
     rows.append(np.where(powers == 0, 1.0, 0.0))  # Y(0) = 0
@@ -92,8 +100,9 @@ def _dense_output_polynomials(tab: ButcherTableau) -> np.ndarray:
     rhs.append(e0)
     rows.append(np.ones(degree + 1))  # Y(1) = b.k
     rhs.append(b)
-    rows.append(powers.astype(np.float64))  # Y'(1) = k_last
-    rhs.append(e_last)
+    if tab.fsal:
+        rows.append(powers.astype(np.float64))  # Y'(1) = k_last
+        rhs.append(e_last)
     if mid is not None:
         rows.append(0.5**powers)
         rhs.append(np.asarray(mid, dtype=np.float64))
@@ -131,7 +140,9 @@ def _midpoint_weights(tab: ButcherTableau, order: int) -> np.ndarray:
     return w
 
 
-def _tableau(name, order, c, a, b, b_low=None, fsal=False, mid=None) -> ButcherTableau:
+def _tableau(
+    name, order, c, a, b, b_low=None, fsal=False, mid=None, error_order=None
+) -> ButcherTableau:
     b_error = None if b_low is None else tuple(bi - bl for bi, bl in zip(b, b_low, strict=True))
     return ButcherTableau(
         name=name,
@@ -142,6 +153,7 @@ def _tableau(name, order, c, a, b, b_low=None, fsal=False, mid=None) -> ButcherT
         b_error=b_error,
         fsal=fsal,
         mid=None if mid is None else tuple(float(x) for x in mid),
+        error_order=error_order,
     )
 
 
@@ -259,6 +271,80 @@ TSIT5 = _tableau(
     fsal=True,
 )
 
+# Fehlberg's RKF1(2) with the second-order solution propagated (as torchdiffeq's fehlberg2).
+# Not FSAL: its last stage is f at the first-order solution, so each step starts with a fresh
+# f(t, y) (torchdiffeq reuses the last stage instead, one evaluation cheaper and less exact).
+# Dense output: cubic through y0, f0, the midpoint value y0 + h/2 k_1 and y1.
+FEHLBERG2 = _tableau(
+    "fehlberg2",
+    2,
+    c=[0, 1 / 2, 1],
+    a=[[1 / 2], [1 / 256, 255 / 256]],
+    b=[1 / 512, 255 / 256, 1 / 512],
+    b_low=[1 / 256, 255 / 256, 0],
+    mid=[0, 1 / 2, 0],
+)
+
+# Dormand–Prince 8(5,3) (DOP853; Hairer, Nørsett & Wanner, Solving ODEs I, II.10), in FSAL form
+# (a 13th stage f(t1, y1)). Step control uses its 5th-order embedded error estimate (local
+# error ~ h**6; Hairer also blends in a 3rd-order one). Dense output: quartic through y0, y1,
+# f0, f1 and an order-4 midpoint value (DOP853's own 7th-order dense output needs 3 more
+# stages). torchdiffeq's "dopri8" is a different 8th-order Dormand–Prince pair (RK8(7)13M).
+_D8_C = [
+    0.0, 0.05260015195876773, 0.0789002279381516, 0.1183503419072274, 0.2816496580927726,
+    0.3333333333333333, 0.25, 0.3076923076923077, 0.6512820512820513, 0.6, 0.8571428571428571,
+    1.0, 1.0,
+]  # fmt: skip
+_D8_A = [
+    [0.05260015195876773],
+    [0.0197250569845379, 0.0591751709536137],
+    [0.02958758547680685, 0.0, 0.08876275643042054],
+    [0.2413651341592667, 0.0, -0.8845494793282861, 0.924834003261792],
+    [0.037037037037037035, 0.0, 0.0, 0.17082860872947386, 0.12546768756682242],
+    [0.037109375, 0.0, 0.0, 0.17025221101954405, 0.06021653898045596, -0.017578125],
+    [
+        0.03709200011850479, 0.0, 0.0, 0.17038392571223998, 0.10726203044637328,
+        -0.015319437748624402, 0.008273789163814023,
+    ],
+    [
+        0.6241109587160757, 0.0, 0.0, -3.3608926294469414, -0.868219346841726, 27.59209969944671,
+        20.154067550477894, -43.48988418106996,
+    ],
+    [
+        0.47766253643826434, 0.0, 0.0, -2.4881146199716677, -0.590290826836843,
+        21.230051448181193, 15.279233632882423, -33.28821096898486, -0.020331201708508627,
+    ],
+    [
+        -0.9371424300859873, 0.0, 0.0, 5.186372428844064, 1.0914373489967295, -8.149787010746927,
+        -18.52006565999696, 22.739487099350505, 2.4936055526796523, -3.0467644718982196,
+    ],
+    [
+        2.273310147516538, 0.0, 0.0, -10.53449546673725, -2.0008720582248625, -17.9589318631188,
+        27.94888452941996, -2.8589982771350235, -8.87285693353063, 12.360567175794303,
+        0.6433927460157636,
+    ],
+]  # fmt: skip
+_D8_B = [
+    0.054293734116568765, 0.0, 0.0, 0.0, 0.0, 4.450312892752409, 1.8915178993145003,
+    -5.801203960010585, 0.3111643669578199, -0.1521609496625161, 0.20136540080403034,
+    0.04471061572777259,
+]  # fmt: skip
+_D8_ERR5 = [
+    0.01312004499419488, 0.0, 0.0, 0.0, 0.0, -1.2251564463762044, -0.4957589496572502,
+    1.6643771824549864, -0.35032884874997366, 0.3341791187130175, 0.08192320648511571,
+    -0.022355307863886294, 0.0,
+]  # fmt: skip
+DOPRI8 = _tableau(
+    "dopri8",
+    8,
+    c=_D8_C,
+    a=[*_D8_A, _D8_B],
+    b=[*_D8_B, 0.0],
+    b_low=[b - e for b, e in zip([*_D8_B, 0.0], _D8_ERR5, strict=True)],
+    fsal=True,
+    error_order=6,
+)
+
 METHODS: dict[str, ButcherTableau] = {
     tab.name: tab
     for tab in (
@@ -269,9 +355,11 @@ METHODS: dict[str, ButcherTableau] = {
         RK4,
         RK4_CLASSIC,
         ADAPTIVE_HEUN,
+        FEHLBERG2,
         BOSH3,
         DOPRI5,
         TSIT5,
+        DOPRI8,
     )
 }
 ALIASES = {"heun2": "heun", "explicit_midpoint": "midpoint"}

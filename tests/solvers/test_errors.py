@@ -109,8 +109,24 @@ def test_bad_state_and_settings():
         odeint(lambda t, y: -y, torch.ones(2), T, method="dopri4")
     with pytest.raises(SolverConfigError, match="Unknown solver option"):
         odeint(lambda t, y: -y, torch.ones(2), T, options={"stepsize": 0.1})
-    with pytest.raises(NotImplementedError, match="event_fn"):
-        odeint(lambda t, y: -y, torch.ones(2), T, event_fn=lambda t, y: y)
+    with pytest.raises(SolverConfigError, match="do not apply to fixed-step"):
+        odeint(lambda t, y: -y, torch.ones(2), T, method="rk4", options={"min_step": 0.1})
+    with pytest.raises(SolverConfigError, match="do not apply to adaptive"):
+        odeint(lambda t, y: -y, torch.ones(2), T, options={"perturb": True})
+    with pytest.raises(SolverConfigError, match="only applies with event_fn"):
+        odeint(lambda t, y: -y, torch.ones(2), T, method="rk4", options={"interp": "cubic"})
+    with pytest.raises(SolverConfigError, match="jump_t"):
+        odeint(lambda t, y: -y, torch.ones(2), T, options={"grid_points": [0.5]})
+    with pytest.raises(SolverConfigError, match="float64"):
+        odeint(lambda t, y: -y, torch.ones(2), T, options={"dtype": torch.float32})
+    with pytest.raises(MaxStepsExceeded):  # an event that never happens
+        odeint(
+            lambda t, y: -y,
+            torch.ones(2),
+            T,
+            event_fn=lambda t, y: y,
+            options={"max_num_steps": 50},
+        )
 
 
 def test_config_validation_and_round_trip():

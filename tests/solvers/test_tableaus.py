@@ -66,7 +66,7 @@ def test_measured_convergence_order(name):
     y0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
     t = torch.tensor([0.0, 2.0], dtype=torch.float64)
     exact = torch.tensor([math.cos(2.0), -math.sin(2.0)], dtype=torch.float64)
-    hs = [0.1, 0.05]
+    hs = [0.4, 0.2] if tab.order >= 8 else [0.1, 0.05]  # dopri8 hits round-off at 0.1
     errs = [
         (odeint(_oscillator, y0, t, method=name, options={"step_size": h})[-1] - exact).norm()
         for h in hs
