@@ -29,6 +29,7 @@ LAZY_THIRD_PARTY = (
     "huggingface_hub",
     "matplotlib",
     "resource",
+    "scipy",
     "sklearn",
     "torchdiffeq",
     "torchode",

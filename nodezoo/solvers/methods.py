@@ -22,6 +22,9 @@ from typing import Literal
 import torch
 
 from .errors import SolverConfigError
+from .multistep import Adams
+from .rk import RungeKutta
+from .scipy_backend import ScipySolver
 from .tableaus import ALIASES, METHODS, ButcherTableau
 
 Family = Literal["runge_kutta", "adams", "scipy"]
@@ -39,15 +42,9 @@ class MethodSpec:
         """The object that integrates: ``RungeKutta`` (cached per dtype/device), or a fresh
         engine configured by the family's own ``options``."""
         if self.family == "runge_kutta":
-            from .rk import RungeKutta
-
             return RungeKutta.get(self.tableau, dtype, device)
         if self.family == "adams":
-            from .multistep import Adams
-
             return Adams(dtype, device, implicit=self.implicit, **options)
-        from .scipy_backend import ScipySolver
-
         return ScipySolver(**options)
 
 

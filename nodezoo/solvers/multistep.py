@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import SolverConfigError
+from .rk import RungeKutta
 from .tableaus import RK4
 
 MAX_ORDER = 12
@@ -61,8 +62,6 @@ class Adams:
         max_iters: int = 4,
         max_order: int = MAX_ORDER,
     ):
-        from .rk import RungeKutta
-
         if not 1 <= int(max_order) <= MAX_ORDER:
             raise SolverConfigError(
                 f"max_order must be between 1 and {MAX_ORDER}, got {max_order}."
