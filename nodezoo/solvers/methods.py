@@ -58,7 +58,10 @@ _OTHER_METHODS = {
     "explicit_adams": MethodSpec("explicit_adams", "adams", adaptive=False),
     "implicit_adams": MethodSpec("implicit_adams", "adams", adaptive=False, implicit=True),
     "scipy_solver": MethodSpec("scipy_solver", "scipy", adaptive=True),
-    **{name: MethodSpec(name, "implicit", adaptive=False) for name in IMPLICIT_METHODS},
+    **{
+        name: MethodSpec(name, "implicit", adaptive=tab.adaptive)
+        for name, tab in IMPLICIT_METHODS.items()
+    },
 }
 # torchdiffeq's older name for the predictor-corrector.
 _OTHER_ALIASES = {"fixed_adams": "implicit_adams"}

@@ -74,13 +74,11 @@ class IterationMatrix:
         self.A = A  # (m, m): the coefficients among the implicit stages
         self.counts = counts
         self.J: torch.Tensor | None = None
-        self.J_fresh = False  # J was computed at the current step's start
         self.lu = None
         self.h: float | None = None
 
     def update_jacobian(self, f, t: float, y: torch.Tensor) -> None:
         self.J = jacobian(f, t, y)
-        self.J_fresh = True
         self.counts.jacobian_evaluations += 1
         self.lu = None
 
