@@ -152,7 +152,7 @@ class ImplicitRungeKutta:
         atol=1e-9,
         max_iters: int | None = None,
         newton_tol: float = 1e-2,
-        refresh_rate: float = 0.3,
+        refresh_rate: float = 0.1,
     ):
         if max_iters is None:
             max_iters = 10 if tableau.adaptive else 100
@@ -298,7 +298,8 @@ class ImplicitRungeKutta:
             fresh = False
             for attempt in range(2):
                 if self.stale or self.matrix.J is None or attempt:
-                    self.matrix.update_jacobian(f, t, y)
+                    # one ulp inside the step: f may jump at t (perturb, jump_t)
+                    self.matrix.update_jacobian(f, t, y, toward=t + h)
                     self.stale, fresh = False, True
                 try:
                     Z, converged, theta = self._attempt(f, t, h, y, f0, ends_on_jump)

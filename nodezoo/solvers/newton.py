@@ -77,8 +77,8 @@ class IterationMatrix:
         self.lu = None
         self.h: float | None = None
 
-    def update_jacobian(self, f, t: float, y: torch.Tensor) -> None:
-        self.J = jacobian(f, t, y)
+    def update_jacobian(self, f, t: float, y: torch.Tensor, toward: float | None = None) -> None:
+        self.J = jacobian(f, t, y, toward)
         self.counts.jacobian_evaluations += 1
         self.lu = None
 

@@ -14,6 +14,7 @@ from nodezoo.solvers.newton import NewtonFailed, jacobian
 
 F64 = torch.float64
 ORDERS = {
+    "kvaerno5": 5,
     "implicit_euler": 1,
     "implicit_midpoint": 2,
     "trapezoid": 2,
@@ -27,8 +28,12 @@ ORDERS = {
 A_ROT = torch.tensor([[-1.0, 2.0], [-2.0, -1.0]], dtype=F64)
 
 
+TORCHDIFFEQ_IMPLICIT = {"implicit_euler", "implicit_midpoint", "trapezoid", "gl4", "gl6",
+                        "radauIIA3", "radauIIA5", "sdirk2", "trbdf2"}  # fmt: skip
+
+
 def test_every_torchdiffeq_implicit_method_is_here():
-    assert set(IMPLICIT_METHODS) == set(ORDERS)
+    assert TORCHDIFFEQ_IMPLICIT <= set(IMPLICIT_METHODS) == set(ORDERS)
 
 
 @pytest.mark.parametrize("method", sorted(ORDERS))
@@ -121,6 +126,7 @@ def _loss(field, y0, config):
         ("gl4", "backprop", 200.0, 1e-7),
         ("trbdf2", "checkpoint", 200.0, 1e-7),
         ("radauIIA5", "checkpoint", 200.0, 1e-7),
+        ("kvaerno5", "backprop", 200.0, 1e-7),
         # The adjoint re-solves y backwards in time, where a fast decaying mode grows like
         # exp(k t): with k=200 that reconstruction is ill-posed whatever the method, so the
         # adjoint is checked on a mildly stiff k; its gradients are to the method's accuracy.
@@ -153,3 +159,78 @@ def test_gradients_match_finite_differences(method, gradient, k, tol):
     for g, expected in zip(grads, fd, strict=True):
         scale = 1.0 + float(expected.abs().max())
         assert float((g - expected).abs().max()) / scale < tol, (g, expected)
+
+
+# -- adaptive: kvaerno5 against exact solutions and scipy's Radau at rtol = atol = 1e-12 ------
+
+
+def _scipy_radau(f, y0, t_end):
+    from scipy.integrate import solve_ivp
+
+    def rhs(t, y):
+        return f(torch.tensor(t, dtype=F64), torch.from_numpy(y)).numpy()
+
+    sol = solve_ivp(rhs, (0.0, t_end), y0.numpy(), method="Radau", rtol=1e-12, atol=1e-12)
+    assert sol.success
+    return torch.from_numpy(sol.y[:, -1])
+
+
+def test_kvaerno5_on_a_stiff_linear_system_with_exact_solution():
+    """Eigenvalues -1, -10 and -1e4 (stiffness ratio 1e4), a non-diagonal matrix."""
+    Q = torch.linalg.qr(torch.randn(3, 3, dtype=F64, generator=torch.Generator().manual_seed(1)))[0]
+    A = Q @ torch.diag(torch.tensor([-1.0, -10.0, -1e4], dtype=F64)) @ Q.t()
+    y0 = torch.tensor([1.0, 2.0, -1.0], dtype=F64)
+    t = torch.tensor([0.0, 0.5, 2.0], dtype=F64)
+    stats = SolveStats()
+    ys = solve(lambda t, y: A @ y, y0, t, {"method": "kvaerno5", "rtol": 1e-8, "atol": 1e-10},
+               stats=stats)  # fmt: skip
+    exact = torch.stack([torch.linalg.matrix_exp(A * float(ti)) @ y0 for ti in t])
+    assert float((ys - exact).abs().max()) < 1e-7
+    assert stats.jacobian_evaluations <= 3  # linear: the Jacobian never needs refreshing
+    assert stats.steps_accepted < 200  # an explicit method needs > 1e4 steps (stability)
+
+
+def robertson(t, y):
+    y1, y2, y3 = y[0], y[1], y[2]
+    return torch.stack(
+        [-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2**2, 3e7 * y2**2]
+    )
+
+
+def test_kvaerno5_robertson_against_scipy_radau():
+    """Robertson's chemical kinetics (HW test set) to t = 1e5 at rtol = 1e-6."""
+    y0 = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
+    t_end = 1e5
+    stats = SolveStats()
+    ys = solve(robertson, y0, torch.tensor([0.0, t_end], dtype=F64),
+               {"method": "kvaerno5", "rtol": 1e-6, "atol": 1e-10}, stats=stats)  # fmt: skip
+    reference = _scipy_radau(robertson, y0, t_end)
+    error = (ys[-1] - reference).abs()
+    assert float((error / (reference.abs() + 1e-10)).max()) < 1e-5
+    assert float(ys[-1].sum()) == pytest.approx(1.0, abs=1e-9)  # mass is conserved
+    assert stats.jacobian_evaluations > 1 and stats.lu_decompositions >= stats.jacobian_evaluations
+
+
+def test_kvaerno5_van_der_pol_mu_1000_against_scipy_radau():
+    """van der Pol with mu = 1000 through its initial fast layer (t in [0, 0.2])."""
+    mu = 1000.0
+
+    def vdp(t, y):
+        return torch.stack([y[1], mu * ((1 - y[0] ** 2) * y[1] - y[0])])
+
+    y0 = torch.tensor([2.0, 0.0], dtype=F64)
+    ys = solve(vdp, y0, torch.tensor([0.0, 0.2], dtype=F64),
+               {"method": "kvaerno5", "rtol": 1e-7, "atol": 1e-7})  # fmt: skip
+    reference = _scipy_radau(vdp, y0, 0.2)
+    assert float((ys[-1] - reference).abs().max()) < 1e-5
+
+
+def test_explicit_methods_stall_on_robertson_where_kvaerno5_does_not():
+    from nodezoo.solvers import MaxStepsExceeded
+
+    y0 = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
+    t = torch.tensor([0.0, 1e3], dtype=F64)
+    with pytest.raises(MaxStepsExceeded):
+        solve(robertson, y0, t, {"method": "dopri5", "rtol": 1e-6, "atol": 1e-10,
+                                 "max_steps": 2000})  # fmt: skip
+    solve(robertson, y0, t, {"method": "kvaerno5", "rtol": 1e-6, "atol": 1e-10, "max_steps": 2000})
