@@ -118,7 +118,8 @@ def batch(n: int, t_end: float, rtol: float):
     t_scipy = time.perf_counter() - start
     difference = float(np.abs(ys[-1].numpy() - np.stack(ends)).max())
     print(
-        f"\nBatch of {n} van der Pol problems, mu in [10, 1000], t_end={t_end:g}, rtol=atol={rtol:g}"
+        f"\nBatch of {n} van der Pol problems, mu in [10, 1000], t_end={t_end:g}, "
+        f"rtol=atol={rtol:g}"
     )
     print("| solver | time (s) | NFE | Jacobians | LU |")
     print("|---|---|---|---|---|")
@@ -126,7 +127,8 @@ def batch(n: int, t_end: float, rtol: float):
           f"{stats.jacobian_evaluations} | {stats.lu_decompositions} |")  # fmt: skip
     print(f"| scipy Radau, loop of {n} calls | {t_scipy:.2f} | | | |")
     print(
-        f"speed-up {t_scipy / t_nodezoo:.1f}x; largest difference of the end states {difference:.1e}"
+        f"speed-up {t_scipy / t_nodezoo:.1f}x; largest difference of the end states "
+        f"{difference:.1e}"
     )
 
 
