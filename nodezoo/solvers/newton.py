@@ -19,12 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import SolverError
+from .errors import NewtonFailed
 
-
-class NewtonFailed(SolverError):
-    """Newton's iterations for an implicit step did not converge, even with a fresh Jacobian
-    and (for adaptive methods) smaller steps."""
+__all__ = ["IterationMatrix", "NewtonCounts", "NewtonFailed", "jacobian"]
 
 
 @dataclass
