@@ -11,7 +11,7 @@ nothing of it is copied into nodezoo). ``torchdiffeq`` is answered by nodezoo th
 package instead, for the baseline. Prints one PASS/FAIL/ERROR/SKIP line per test and
 subtest, then a summary.
 Subtests of torchdiffeq's fixed-step implicit methods (``implicit_euler``, ``gl4`` ...) are
-counted apart: nodezoo does not have them yet.
+counted apart (``nodezoo.solvers.implicit``; run them alone with ``--where method=gl4``).
 
 ``-k`` keeps tests whose id (``module.Class.test_name``) contains any of the given strings;
 ``--where key=value`` keeps only subtests with that parameter (others are reported SKIP without

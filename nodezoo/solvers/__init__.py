@@ -1,9 +1,11 @@
-"""ODE solvers for PyTorch: explicit Runge–Kutta and Adams methods (scipy's as a backend),
+"""ODE solvers for PyTorch: explicit Runge–Kutta and Adams methods, implicit Runge–Kutta
+methods for stiff problems (Newton with autograd Jacobians; ``kvaerno5`` adaptive), scipy's
+as a backend,
 dense output, terminal events, and gradients by backprop, the adjoint method or
 checkpointing. Pure torch: no Lightning, no Hub (scipy only for ``scipy_solver``).
 
 ``odeint``/``odeint_adjoint``/``odeint_event``/``odeint_dense`` match torchdiffeq's API, so
-``import nodezoo as torchdiffeq`` works (its test suite passes, implicit methods aside);
+``import nodezoo as torchdiffeq`` works (its test suite passes, implicit methods included);
 ``solve(func, y0, t, SolverConfig(...))`` is the config-driven entry point models use.
 """
 
@@ -11,6 +13,7 @@ from .config import SolverConfig
 from .dense import odeint_dense
 from .errors import (
     MaxStepsExceeded,
+    NewtonFailed,
     NonFiniteState,
     SolverConfigError,
     SolverError,
@@ -27,6 +30,7 @@ __all__ = [
     "ButcherTableau",
     "MaxStepsExceeded",
     "MethodSpec",
+    "NewtonFailed",
     "NonFiniteState",
     "SolveStats",
     "SolverConfig",

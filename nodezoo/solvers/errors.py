@@ -27,5 +27,10 @@ class NonFiniteState(SolverError):
     """The state or the vector field became NaN or infinite."""
 
 
+class NewtonFailed(SolverError):
+    """Newton's iterations for an implicit step did not converge, even with a fresh Jacobian
+    and (for adaptive methods) smaller steps."""
+
+
 class SolverConfigError(ValueError):
     """Invalid solver settings or inputs (shapes, dtypes, devices, times, options)."""

@@ -44,6 +44,7 @@ class FlatProblem:
         self.stats.nfe_forward += self.field.nfe - nfe0
         self.stats.steps_accepted += counts["accepted"]
         self.stats.steps_rejected += counts["rejected"]
+        self.stats.add_newton(self.rk)
         event = self.options.get("event")
         if event is not None:
             self.times = [self.times[0], event.time]
@@ -147,6 +148,7 @@ class AdjointSolve(torch.autograd.Function):
                 a_params = z[2 * n :]
         problem.stats.nfe_backward += field.nfe - nfe0
         problem.stats.steps_backward += counts.get("accepted", 0)
+        problem.stats.add_newton(adj.rk)
         grads = iter(a_params.split(sizes))
         param_grads = [next(grads).view_as(p) if p.requires_grad else None for p in params]
         return (None, None, None, a, *param_grads)
@@ -214,5 +216,6 @@ class CheckpointSolve(torch.autograd.Function):
         a = a + grad_ys[0]
         problem.stats.nfe_backward += field.nfe - nfe0
         problem.stats.steps_backward += len(ctx.record)
+        problem.stats.add_newton(rk)
         it = iter(acc)
         return (None, a, *(next(it) if p.requires_grad else None for p in params))

@@ -9,9 +9,9 @@ build its engine. Families:
   runs in the fixed-step loop of ``rk.integrate`` (grids, perturb, callbacks, events);
 - ``scipy``: a whole-solve backend (``scipy_backend.ScipySolver``), called once per solve.
 
-Implicit methods (later) plug in like ``adams``: an engine whose ``step`` solves its stage
-equations by Newton iterations runs in the same loops, under the same ``solve``,
-``SolverConfig``, statistics and adjoint gradients; an adaptive one adds an error estimate.
+- ``implicit``: an implicit Runge–Kutta tableau run by ``implicit.ImplicitRungeKutta``, which
+  solves its stage equations by Newton iterations inside the same ``step`` interface, so it
+  runs in the same loops under the same ``solve``, ``SolverConfig``, statistics and gradients.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from typing import Literal
 import torch
 
 from .errors import SolverConfigError
+from .implicit import IMPLICIT_METHODS, ImplicitRungeKutta
 from .multistep import Adams
 from .rk import RungeKutta
 from .scipy_backend import ScipySolver
 from .tableaus import ALIASES, METHODS, ButcherTableau
 
-Family = Literal["runge_kutta", "adams", "scipy"]
+Family = Literal["runge_kutta", "adams", "implicit", "scipy"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class MethodSpec:
             return RungeKutta.get(self.tableau, dtype, device)
         if self.family == "adams":
             return Adams(dtype, device, implicit=self.implicit, **options)
+        if self.family == "implicit":
+            return ImplicitRungeKutta(IMPLICIT_METHODS[self.name], dtype, device, **options)
         return ScipySolver(**options)
 
 
@@ -52,6 +55,10 @@ _OTHER_METHODS = {
     "explicit_adams": MethodSpec("explicit_adams", "adams", adaptive=False),
     "implicit_adams": MethodSpec("implicit_adams", "adams", adaptive=False, implicit=True),
     "scipy_solver": MethodSpec("scipy_solver", "scipy", adaptive=True),
+    **{
+        name: MethodSpec(name, "implicit", adaptive=tab.adaptive)
+        for name, tab in IMPLICIT_METHODS.items()
+    },
 }
 # torchdiffeq's older name for the predictor-corrector.
 _OTHER_ALIASES = {"fixed_adams": "implicit_adams"}

@@ -117,7 +117,7 @@ def _bind_grid(grid_constructor, func, field: FlatField, state_view=None):
 
 def _engine(spec: MethodSpec, y_ref: torch.Tensor, opts, rtol, atol):
     engine_options = dict(opts.engine)
-    if spec.family == "adams":
+    if spec.family in ("adams", "implicit"):
         engine_options.update(rtol=rtol, atol=atol)
     return spec.engine(y_ref.dtype, y_ref.device, engine_options)
 
@@ -226,7 +226,7 @@ def solve(
             f"got {len(times)}."
         )
     spec = get_method(config.method)
-    if spec.family != "runge_kutta" and config.gradient == "checkpoint":
+    if spec.family not in ("runge_kutta", "implicit") and config.gradient == "checkpoint":
         raise SolverConfigError(
             f"gradient='checkpoint' replays Runge–Kutta steps; {config.method!r} is not one. "
             "Use gradient='adjoint' or 'backprop'."

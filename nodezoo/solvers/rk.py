@@ -427,7 +427,19 @@ def integrate(
         return rk.solve_all(f, y0, times, rtol=rtol, atol=atol)
     rk = rk.claim()
     try:
-        if rk.adaptive and step_size is None:
+        if rk.adaptive and step_size is None and hasattr(rk, "integrate_adaptive"):
+            if event is not None or step_t or jump_t or grid is not None:
+                raise SolverConfigError(
+                    "Adaptive implicit methods take no event_fn, step_t, jump_t or grid yet; "
+                    "use a fixed-step implicit method (with step_size) for those."
+                )
+            rk.integrate_adaptive(
+                f, y0, times, outputs, direction, rtol=rtol, atol=atol, norm=norm,
+                first_step=first_step, max_steps=max_steps, min_step=min_step,
+                max_step=max_step, controller=controller or StepController(), hooks=hooks,
+                record=record, dense=dense, counts=counts, grad=grad,
+            )  # fmt: skip
+        elif rk.adaptive and step_size is None:
             _integrate_adaptive(
                 f, y0, times, rk, outputs, grad, direction,
                 rtol=rtol, atol=atol, norm=norm, first_step=first_step, max_steps=max_steps,

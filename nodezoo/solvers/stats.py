@@ -18,6 +18,20 @@ class SolveStats:
     steps_accepted: int = 0
     steps_rejected: int = 0
     steps_backward: int = 0
+    # implicit methods: forward and backward together
+    newton_iterations: int = 0
+    jacobian_evaluations: int = 0
+    lu_decompositions: int = 0
+
+    def add_newton(self, engine) -> None:
+        """Add what an implicit engine counted since its last report (others count none)."""
+        counts = getattr(engine, "counts", None)
+        if counts is None:
+            return
+        self.newton_iterations += counts.newton_iterations
+        self.jacobian_evaluations += counts.jacobian_evaluations
+        self.lu_decompositions += counts.lu_decompositions
+        counts.newton_iterations = counts.jacobian_evaluations = counts.lu_decompositions = 0
 
     @property
     def nfe(self) -> int:
