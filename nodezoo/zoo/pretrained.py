@@ -8,6 +8,7 @@ network is :mod:`.hub`'s. Model classes derive from ``PretrainedMixin`` (``Image
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -144,6 +145,29 @@ def load_pretrained_weights(model: nn.Module, ref: str | os.PathLike) -> None:
     )
 
 
+def _attached_datamodule(model: nn.Module):
+    """The data module of the Lightning trainer ``model`` is attached to, else None."""
+    trainer = getattr(model, "_trainer", None)
+    return getattr(trainer, "datamodule", None) if trainer is not None else None
+
+
+def _class_path(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _recipe_of(model: nn.Module, datamodule: Any) -> dict[str, Any]:
+    """A recipe in LightningCLI's layout naming the model and the data module it was trained
+    with (their init args as recorded by ``save_hyperparameters``)."""
+    data_args = json.loads(json.dumps(dict(getattr(datamodule, "hparams", {})), default=str))
+    return {
+        "model": {"class_path": _class_path(model), "init_args": init_args_of(model)},
+        "data": {
+            "class_path": _class_path(datamodule),
+            "init_args": data_args,  # paths etc. as strings: recipe.yaml stays plain data
+        },
+    }
+
+
 class PretrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` for zoo model classes.
 
@@ -170,8 +194,16 @@ class PretrainedMixin:
         label_names: Sequence[str] | None = None,
         repo_id: str | None = None,
     ) -> Path:
-        """Write this model as a zoo folder (the layout of its Hub repo)."""
+        """Write this model as a zoo folder (the layout of its Hub repo). Without ``recipe``,
+        the data module of the trainer this model is attached to (if any) is recorded, so the
+        card says what the model was trained on, and its class names become ``label_names``."""
         base = getattr(self, "hparams", {}).get(PRETRAINED_ARG)
+        datamodule = _attached_datamodule(self)
+        if recipe is None and datamodule is not None:
+            recipe = _recipe_of(self, datamodule)
+        if label_names is None and getattr(self, LABEL_NAMES_KEY, None) is None:
+            names = getattr(datamodule, LABEL_NAMES_KEY, None)
+            label_names = list(names) if names is not None else None
         return save_folder(
             self,
             directory,

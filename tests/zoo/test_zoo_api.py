@@ -194,6 +194,7 @@ def test_push_to_hub_removes_stale_zoo_files_only(zoo_folder, stub_hub_at):
         "config.json",
         "metrics.json",
         "model.safetensors",
+        "SHA256SUMS",
     }
     stub_hub_at.deleted.clear()
     model.push_to_hub("acme/pushed", delete_patterns=None)
