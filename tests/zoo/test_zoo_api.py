@@ -120,7 +120,7 @@ def one_line_error(capsys, verb: str) -> str:
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["evaluate", "no-such-model"], "not a folder and not a zoo model"),
+        (["evaluate", "no-such-model"], "as a zoo name (not a shipped model)"),
         (["publish", "missing.ckpt", "--out", "x"], "does not exist"),
         (["compare", "no-such-run", "--out", "x"], "neither a path nor a shipped zoo name"),
         (["list"], None),
