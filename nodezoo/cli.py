@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from jsonargparse import Namespace
+from jsonargparse import ArgumentError, Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
@@ -101,17 +101,24 @@ def run_lightning(subcommand: str, args: Sequence[str]) -> int:
     """Run one LightningCLI subcommand; ``args`` are the words after it."""
     # ``args`` is sys.argv[1:] when run from the shell; Lightning warns about passing both.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    NodezooCLI(
-        model_class=None,  # any LightningModule, chosen by class_path in the recipe
-        datamodule_class=None,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},  # a rerun in the same run dir must not fail
-        auto_configure_optimizers=False,  # models own their optimiser (it is in their hparams)
-        # without allow_abbrev=False, argparse takes --trainer.max_epoch for --trainer.max_epochs
-        parser_kwargs={"allow_abbrev": False},
-        args=[subcommand, *args],
-    )
+    try:
+        NodezooCLI(
+            model_class=None,  # any LightningModule, chosen by class_path in the recipe
+            datamodule_class=None,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},  # a rerun in the same run dir must not fail
+            auto_configure_optimizers=False,  # models own their optimiser (it is in hparams)
+            parser_kwargs={
+                # without it, argparse takes --trainer.max_epoch for --trainer.max_epochs
+                "allow_abbrev": False,
+                # raise instead of printing ~80 lines of usage before the error
+                "exit_on_error": False,
+            },
+            args=[subcommand, *args],
+        )
+    except ArgumentError as err:  # a typo in the recipe or the options: say it first, short
+        raise RecipeError(f"{err} (`nodezoo {subcommand} --help` lists the options)") from None
     return 0
 
 
