@@ -9,6 +9,8 @@ merged ``config.yaml`` in ``<run dir>``, so one override moves a whole run.
 
 from __future__ import annotations
 
+import logging
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,6 +70,38 @@ class NodezooCLI(LightningCLI):
         except (ValueError, TypeError) as err:  # a class rejected its init args: say which
             raise RecipeError(f"the recipe's classes could not be built:\n{err}") from err
         check_model_matches_data(self.model, self.datamodule)
+        quiet_wandb_init(getattr(self.trainer, "loggers", []))
+
+
+class DropTips(logging.Filter):
+    """Drops Lightning's "Tip: try installing litlogger/litmodels" advertisements."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def quiet_lightning() -> None:
+    """Silence what a user cannot act on: Lightning's install tips."""
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, DropTips) for f in logger.filters):
+        logger.addFilter(DropTips())
+
+
+def quiet_wandb_init(loggers) -> None:
+    """Lightning's WandbLogger passes ``anonymous=None`` to ``wandb.init``, which makes W&B warn
+    "the anonymous setting has no effect"; an unset setting is dropped before the run starts
+    (``wandb.init`` runs lazily, on first use). Outside a git work tree, W&B's git probe is
+    turned off (it would print "git root ... does not exist" and find nothing)."""
+    for logger in loggers:
+        init = getattr(logger, "_wandb_init", None)
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            init.pop("anonymous", None)
+            if not _inside_git_work_tree(Path.cwd()):
+                os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+
+
+def _inside_git_work_tree(path: Path) -> bool:
+    return any((p / ".git").exists() for p in (path, *path.parents))
 
 
 def check_model_matches_data(model, datamodule) -> None:
@@ -91,6 +125,7 @@ def run_lightning(subcommand: str, args: Sequence[str]) -> int:
     """Run one LightningCLI subcommand; ``args`` are the words after it."""
     # ``args`` is sys.argv[1:] when run from the shell; Lightning warns about passing both.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    quiet_lightning()
     try:
         NodezooCLI(
             model_class=None,  # any LightningModule, chosen by class_path in the recipe
