@@ -90,14 +90,18 @@ def quiet_lightning() -> None:
 def quiet_wandb_init(loggers) -> None:
     """Lightning's WandbLogger passes ``anonymous=None`` to ``wandb.init``, which makes W&B warn
     "the anonymous setting has no effect"; an unset setting is dropped before the run starts
-    (``wandb.init`` runs lazily, on first use). Outside a git work tree, W&B's git probe is
-    turned off (it would print "git root ... does not exist" and find nothing)."""
+    (``wandb.init`` runs lazily, on first use). W&B prints "git root ... does not exist" when
+    the save dir is not made yet: it is made here; outside a git work tree the probe is off."""
     for logger in loggers:
         init = getattr(logger, "_wandb_init", None)
-        if isinstance(init, dict) and init.get("anonymous") is None:
+        if not isinstance(init, dict):
+            continue
+        if init.get("anonymous") is None:
             init.pop("anonymous", None)
-            if not _inside_git_work_tree(Path.cwd()):
-                os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+        if init.get("dir"):  # W&B probes git from the run's save dir: it must exist first
+            Path(init["dir"]).mkdir(parents=True, exist_ok=True)
+        if not _inside_git_work_tree(Path.cwd()):
+            os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 
 
 def _inside_git_work_tree(path: Path) -> bool:

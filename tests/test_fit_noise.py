@@ -18,9 +18,15 @@ def test_lightning_install_tips_are_dropped_and_other_messages_kept(caplog):
     assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
 
 
-def test_unset_anonymous_setting_is_not_passed_to_wandb():
+def test_unset_anonymous_setting_is_not_passed_to_wandb(tmp_path):
     unset = SimpleNamespace(_wandb_init={"project": "p", "anonymous": None})
     chosen = SimpleNamespace(_wandb_init={"project": "p", "anonymous": "allow"})
     quiet_wandb_init([unset, chosen])
     assert unset._wandb_init == {"project": "p"}
     assert chosen._wandb_init["anonymous"] == "allow"  # a user's explicit choice stays
+
+
+def test_the_save_dir_exists_before_wandb_probes_git_in_it(tmp_path):
+    run_dir = tmp_path / "runs" / "odenet"
+    quiet_wandb_init([SimpleNamespace(_wandb_init={"dir": str(run_dir)})])
+    assert run_dir.is_dir()  # else W&B warns "git root ... does not exist"
