@@ -31,6 +31,7 @@ LAZY_THIRD_PARTY = (
     "resource",
     "sklearn",
     "torchdiffeq",
+    "tqdm",  # the progress bar, only on a terminal
     "torchode",
     "wandb",
     "wandb_workspaces",

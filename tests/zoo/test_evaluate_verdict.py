@@ -40,3 +40,8 @@ def test_evaluate_prints_card_beside_recomputed(zoo_folder, monkeypatch, capsys)
     assert out.splitlines()[0].split() == ["metric", "card", "recomputed", "match"]
     assert out.splitlines()[1].split()[-1] == "yes"
     assert "All 1 metrics the card records match" in out
+
+
+def test_evaluate_shows_progress(zoo_folder, capsys):
+    evaluation.evaluate(zoo_folder, limit_batches=1)
+    assert "evaluating on the test set: 1/1 batches" in capsys.readouterr().err
