@@ -9,7 +9,13 @@ user code keeps working.
 
 from __future__ import annotations
 
-__all__ = ["USER_ERROR_EXIT", "NodezooError", "RunFileError", "WeightsMismatchError"]
+__all__ = [
+    "USER_ERROR_EXIT",
+    "NodezooError",
+    "ResumeError",
+    "RunFileError",
+    "WeightsMismatchError",
+]
 
 # The exit code of the ``nodezoo`` command for a user error (argparse uses 2 for bad options).
 USER_ERROR_EXIT = 2
@@ -25,3 +31,7 @@ class RunFileError(NodezooError, ValueError):
 
 class WeightsMismatchError(NodezooError, ValueError):
     """Saved weights do not fit the model: missing or unexpected keys, or wrong shapes."""
+
+
+class ResumeError(NodezooError, ValueError):
+    """A run resumed from a checkpoint with settings its saved training state cannot follow."""

@@ -32,6 +32,7 @@ LAZY_THIRD_PARTY = (
     "scipy",
     "sklearn",
     "torchdiffeq",
+    "tqdm",  # the progress bar, only on a terminal
     "torchode",
     "wandb",
     "wandb_workspaces",
@@ -40,6 +41,12 @@ LAZY_THIRD_PARTY = (
 LAZY_INTERNAL = {
     # the torchdiffeq backend is optional; solvers/ is its own area (torchdiffeq parity work)
     ("nodezoo.solvers.odeint", "nodezoo.solvers.backends"),
+    # the CLI's verbs load Lightning/W&B (via the data modules) only when they run, so that
+    # `nodezoo --help`, `list` and `evaluate --help` stay about as fast as `import torch`
+    ("nodezoo.cli", "nodezoo.lightning_cli"),
+    ("nodezoo.zoo.commands", "nodezoo.zoo.evaluation"),
+    ("nodezoo.zoo.commands", "nodezoo.zoo.hub"),
+    ("nodezoo.zoo.commands", "nodezoo.zoo.publish"),
 }
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..errors import ResumeError
 from ..nn.ode_block import configure_regularisation, regularisation_loss
 from ..nn.regularisation import RegularisationConfig
 from ..runs import ode_blocks
@@ -220,6 +221,23 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
                 milestones = [round(f * epochs) for f in DEFAULT_MILESTONE_FRACTIONS]
             sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), gamma=hp.lr_gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def on_train_start(self) -> None:
+        """A resumed one-cycle run: the schedule restored from the checkpoint has a fixed length,
+        and stepping past it fails deep inside OneCycleLR; say so before the first step."""
+        if self.hparams.lr_schedule != "onecycle" or not self._trainer.lr_scheduler_configs:
+            return
+        saved = self._trainer.lr_scheduler_configs[0].scheduler.total_steps
+        wanted = self._total_steps()
+        if wanted > saved:
+            raise ResumeError(
+                f"this one-cycle run was planned for {saved} optimizer steps (the max_epochs/"
+                f"max_steps it started with) and cannot be stretched to {wanted}: the schedule "
+                "restored from the checkpoint ends there. Resume with the original "
+                "--trainer.max_epochs/--trainer.max_steps; to train longer, publish the "
+                "checkpoint (`nodezoo publish CKPT --out DIR`) and start a new run with "
+                "--model.init_args.pretrained DIR."
+            )
 
     def _max_epochs(self) -> int:
         trainer = self._trainer

@@ -27,12 +27,13 @@ import importlib
 from typing import Any
 
 from .catalog import entrypoints, list_models
-from .errors import HubAccessError, WeightsMismatchError, ZooError
+from .errors import CorruptWeightsError, HubAccessError, WeightsMismatchError, ZooError
 from .folder import save_folder
 from .pretrained import PretrainedMixin, from_pretrained, load_pretrained_weights
 from .registry import ZooArchitecture, get_architecture, register, registered, zoo_names, zoo_root
 
 __all__ = [
+    "CorruptWeightsError",
     "HubAccessError",
     "PretrainedMixin",
     "WeightsMismatchError",

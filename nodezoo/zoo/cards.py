@@ -206,7 +206,10 @@ def render_card(
 
     lines = ["---", front.rstrip(), "---", "", f"# {name}", ""]
     lines += [
-        f"A nodezoo `{title}` model trained on {dataset[0]}.",
+        f"A nodezoo `{title}` model trained on {dataset[0]}."
+        if data_class
+        else f"A nodezoo `{title}` model. The data it was trained on is not recorded in this "
+        "folder (no recipe): pass `recipe=` to `save_pretrained` to record it.",
         "Numbers on this card are generated from `metrics.json`, `config.json` and "
         "`recipe.yaml`; `nodezoo evaluate` recomputes the test metrics from the weights.",
         "",

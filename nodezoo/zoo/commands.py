@@ -16,11 +16,17 @@ from pathlib import Path
 from .cards import COMPARISON_KEY
 from .catalog import list_models
 from .errors import ZooError
-from .evaluation import evaluate
-from .hub import upload_folder, upload_token
-from .publish import build_folder
+from .folder import read_metrics
+from .pretrained import resolve_ref
 
-__all__ = ["main_evaluate", "main_list", "main_publish"]
+# evaluation, publish and hub are imported inside the verbs that use them: they pull in the data
+# modules (and so Lightning), which ``nodezoo list`` and ``--help`` do not need.
+
+__all__ = ["compare_with_card", "main_evaluate", "main_list", "main_publish"]
+
+# A recomputed metric matches the card's when within this relative difference (the same test set
+# and weights; only float summation order differs between machines).
+MATCH_RTOL = 1e-5
 
 
 def _format_value(key: str, value) -> str:
@@ -77,6 +83,8 @@ def main_evaluate(argv: Sequence[str]) -> int:
     parser.add_argument("--limit-batches", type=int, help="evaluate only this many batches")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(list(argv))
+    from .evaluation import evaluate
+
     metrics = evaluate(
         args.ref,
         revision=args.revision,
@@ -85,12 +93,52 @@ def main_evaluate(argv: Sequence[str]) -> int:
         batch_size=args.batch_size,
         limit_batches=args.limit_batches,
     )
+    card = read_metrics(resolve_ref(args.ref, args.revision))
     if args.json:
         print(json.dumps(metrics, indent=2, sort_keys=True))
-    else:
-        for key, value in sorted(metrics.items()):
-            print(f"{key:20s} {_format_value(key, value)}")
+        return 0
+    rows, verdict = compare_with_card(metrics, card, partial=args.limit_batches is not None)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(verdict)
     return 0
+
+
+def compare_with_card(
+    metrics: dict, card: dict, *, partial: bool = False
+) -> tuple[list[tuple[str, ...]], str]:
+    """Rows (metric, card value, recomputed value, match) and a one-line verdict: do the
+    recomputed metrics reproduce the card's (within ``MATCH_RTOL``)?"""
+    rows = [("metric", "card", "recomputed", "match")]
+    mismatched = []
+    for key, value in sorted(metrics.items()):
+        published = card.get(key)
+        if isinstance(published, (int, float)) and isinstance(value, (int, float)):
+            same = abs(value - published) <= MATCH_RTOL * max(abs(published), 1e-12)
+            if not same:
+                mismatched.append(key)
+            mark = "yes" if same else "NO"
+        else:
+            mark = "-"
+        rows.append((key, _format_value(key, published), _format_value(key, value), mark))
+    compared = sum(row[3] != "-" for row in rows[1:])
+    if partial:
+        verdict = (
+            "--limit-batches: a subset of the test set, so differences from the card are expected."
+        )
+    elif not compared:
+        verdict = "The card records none of these metrics: nothing to compare."
+    elif mismatched:
+        verdict = (
+            f"MISMATCH: {', '.join(mismatched)} differ from the card "
+            f"(relative tolerance {MATCH_RTOL:g})."
+        )
+    else:
+        verdict = (
+            f"All {compared} metrics the card records match (relative tolerance {MATCH_RTOL:g})."
+        )
+    return rows, verdict
 
 
 def _parse_facts(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, object]:
@@ -155,6 +203,9 @@ def main_publish(argv: Sequence[str]) -> int:
         "recipe's own seed is the training data's)",
     )
     args = parser.parse_args(list(argv))
+    from .hub import upload_folder, upload_token
+    from .publish import build_folder
+
     if not args.repo_id and not args.out:
         parser.error("give --repo-id ORG/NAME to upload, or --out DIR to only build the folder")
     facts = _parse_facts(parser, args.fact)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import NodezooError, WeightsMismatchError
 
-__all__ = ["HubAccessError", "WeightsMismatchError", "ZooError"]
+__all__ = ["CorruptWeightsError", "HubAccessError", "WeightsMismatchError", "ZooError"]
 
 
 class ZooError(NodezooError, ValueError):
@@ -13,3 +13,7 @@ class ZooError(NodezooError, ValueError):
 
 class HubAccessError(ZooError):
     """The Hub could not be reached, has no such repo, or refused an upload."""
+
+
+class CorruptWeightsError(ZooError):
+    """A weights file that does not match its recorded SHA-256, cannot be read, or holds NaN/inf."""

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..data.spirals import Spirals, make_spirals, spiral_batch
 from ..nn.recurrent import masked_rmse
+from ..progress import progress
 from ..runs import MODEL_PARAMS, TEST_NFE_FORWARD, count_parameters, ode_blocks
 from .errors import ZooError
 from .folder import ARCHITECTURE_KEY, RECIPE_NAME, read_config, read_metrics, read_recipe
@@ -88,7 +89,9 @@ def evaluate_image_classifier(
     accuracy = copy.deepcopy(model.test_acc).cpu()
     accuracy.reset()
     loss_sum, count, nfe_sum, batches = 0.0, 0, 0, 0
-    for x, y in datamodule.test_dataloader():
+    loader = datamodule.test_dataloader()
+    total = len(loader) if limit_batches is None else min(len(loader), limit_batches)
+    for x, y in progress(loader, total=total, desc="evaluating on the test set"):
         if limit_batches is not None and batches >= limit_batches:
             break
         logits = model(x)

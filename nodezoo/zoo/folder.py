@@ -2,14 +2,18 @@
 
 A zoo folder holds ``config.json`` (the ``architecture``, every init arg, and ``label_names`` for
 classifiers), ``model.safetensors`` (weights only), ``metrics.json``, ``recipe.yaml`` and the card
-``README.md``. Not huggingface_hub's ``ModelHubMixin`` format, because that one loads with
-``strict=False`` (a missing layer stays random, silently) and drops init args that are not JSON.
-Here loading is strict, config keys are checked against the model's signature, and nothing read
-is ever unpickled (safetensors and JSON only).
+``README.md``, plus ``SHA256SUMS`` (the SHA-256 of ``model.safetensors`` in ``sha256sum`` format,
+as the Hub records LFS files' hashes; ``sha256sum -c SHA256SUMS`` checks it by hand). Loading
+verifies that hash and refuses weights holding NaN or inf, so a damaged file fails at load time
+with its cause named, not later as a solver error. Not huggingface_hub's ``ModelHubMixin``
+format, because that one loads with ``strict=False`` (a missing layer stays random, silently)
+and drops init args that are not JSON. Here loading is strict, config keys are checked against
+the model's signature, and nothing read is ever unpickled (safetensors and JSON only).
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
@@ -20,17 +24,19 @@ from typing import Any
 import torch
 import yaml
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ..runs import MODEL_PARAMS, PRETRAINED_ARG, count_parameters
 from .cards import render_card
-from .errors import ZooError
+from .errors import CorruptWeightsError, ZooError
 from .registry import architecture_for_class
 
 __all__ = [
     "ARCHITECTURE_KEY",
     "CARD_NAME",
+    "CHECKSUMS_NAME",
     "CONFIG_NAME",
     "FOLDER_FILES",
     "LABEL_NAMES_KEY",
@@ -46,6 +52,7 @@ __all__ = [
     "read_weights",
     "save_folder",
     "write_card",
+    "write_checksums",
 ]
 
 CONFIG_NAME = "config.json"
@@ -53,7 +60,8 @@ WEIGHTS_NAME = "model.safetensors"
 METRICS_NAME = "metrics.json"
 RECIPE_NAME = "recipe.yaml"
 CARD_NAME = "README.md"
-FOLDER_FILES = (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, METRICS_NAME, RECIPE_NAME)
+CHECKSUMS_NAME = "SHA256SUMS"
+FOLDER_FILES = (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, METRICS_NAME, RECIPE_NAME, CHECKSUMS_NAME)
 # config.json keys that are not init args.
 ARCHITECTURE_KEY = "architecture"
 LABEL_NAMES_KEY = "label_names"  # class names, in output order (timm's config.json key)
@@ -206,14 +214,71 @@ def init_args_from_config(
 
 
 # ------------------------------------------------------------------------------------ weights
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_checksums(folder: str | os.PathLike) -> Path:
+    """(Re)write the folder's SHA256SUMS from its weights file as it is now."""
+    folder = Path(folder)
+    path = folder / CHECKSUMS_NAME
+    path.write_text(f"{_sha256(folder / WEIGHTS_NAME)}  {WEIGHTS_NAME}\n")
+    return path
+
+
+def read_checksums(folder: str | os.PathLike) -> dict[str, str]:
+    """File name -> recorded SHA-256 (hex); empty when the folder records none (older folders)."""
+    path = Path(folder) / CHECKSUMS_NAME
+    if not path.is_file():
+        return {}
+    recorded = {}
+    for line in path.read_text().splitlines():
+        digest, _, name = line.strip().partition("  ")
+        if not line.strip():
+            continue
+        if len(digest) != 64 or not name or any(c not in "0123456789abcdef" for c in digest):
+            raise CorruptWeightsError(
+                f"{path} is not in sha256sum format ('<64 hex digits>  <file name>' per line): "
+                f"{line.strip()!r}. Re-save or re-publish the folder to rewrite it."
+            )
+        recorded[name.lstrip("*")] = digest
+    return recorded
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], path: Path, action: str) -> None:
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        shown = ", ".join(sorted(bad)[:8]) + (f" (+{len(bad) - 8} more)" if len(bad) > 8 else "")
+        raise CorruptWeightsError(
+            f"not {action} {path}: NaN or inf in {len(bad)} tensor(s): {shown}. These weights are "
+            "broken (a diverged training run or a damaged file); use a checkpoint from before the "
+            "run diverged, or download the folder again."
+        )
+
+
 def read_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The folder's weights, after checking them against the SHA-256 recorded in SHA256SUMS
+    (when the folder has one) and checking that every floating-point value is finite."""
     path = Path(folder) / WEIGHTS_NAME
     if not path.is_file():
         raise ZooError(f"{folder} has no {WEIGHTS_NAME}.")
+    recorded = read_checksums(folder).get(WEIGHTS_NAME)
+    if recorded is not None:
+        actual = _sha256(path)
+        if actual != recorded:
+            raise CorruptWeightsError(
+                f"{path} does not match the SHA-256 recorded in {CHECKSUMS_NAME} (recorded "
+                f"{recorded[:12]}..., the file has {actual[:12]}...): the weights were changed or "
+                "damaged after they were saved. Download the folder again (force_download=True "
+                "for a Hub repo) or re-save it; the file was not loaded."
+            )
     try:
-        return load_file(str(path), device="cpu")
+        state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as err:
-        raise ZooError(f"{path} is not a readable safetensors file: {err}") from None
+        raise CorruptWeightsError(f"{path} is not a readable safetensors file: {err}") from None
+    _check_finite(state, path, "loading")
+    return state
 
 
 # ------------------------------------------------------------------------------------ saving
@@ -274,7 +339,11 @@ def save_folder(
     metrics.setdefault(MODEL_PARAMS, count_parameters(model))
     recipe_text = _recipe_text(recipe)
     weights = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    _check_finite(weights, directory / WEIGHTS_NAME, "saving")
+    # Written as bytes, not with safetensors' save_file: that one creates the file with mode
+    # 0600, which other users of a shared folder cannot read; write_bytes honours the umask.
+    (directory / WEIGHTS_NAME).write_bytes(safetensors_bytes(weights, metadata={"format": "pt"}))
+    write_checksums(directory)
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     (directory / METRICS_NAME).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     if recipe_text is not None:

@@ -8,6 +8,7 @@ network is :mod:`.hub`'s. Model classes derive from ``PretrainedMixin`` (``Image
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from ..runs import PRETRAINED_ARG
+from ..runs import CHECKPOINT_SUFFIX, PRETRAINED_ARG
 from ..weights import load_state_strict
 from . import registry
 from .errors import ZooError
@@ -24,6 +25,7 @@ from .folder import (
     ARCHITECTURE_KEY,
     CONFIG_NAME,
     LABEL_NAMES_KEY,
+    WEIGHTS_NAME,
     init_args_from_config,
     init_args_of,
     read_config,
@@ -36,31 +38,91 @@ from .registry import architecture_for_class, get_architecture
 __all__ = ["PretrainedMixin", "from_pretrained", "load_pretrained_weights", "resolve_ref"]
 
 
+def _looks_like_hub_id(ref: str) -> bool:
+    """``org/name``: two non-empty parts, no path syntax (``/x``, ``./x``, ``~/x``, ``a/b/c``)."""
+    parts = ref.split("/")
+    return (
+        len(parts) == 2
+        and all(parts)
+        and "\\" not in ref
+        and not ref.startswith(("~", "."))
+        and not Path(ref).is_absolute()
+    )
+
+
+def _not_found(ref: str, tried: list[str], hub_error: ZooError | None = None) -> ZooError:
+    """One error listing every way ``ref`` was tried (a ``HubAccessError`` when the Hub was
+    what failed, so callers can still tell network trouble apart)."""
+    known = ", ".join(registry.zoo_names()) or "none"
+    if hub_error is not None:
+        tried = [*tried, f"as a Hub repo id ({str(hub_error).rstrip('.')})"]
+    message = (
+        f"no model {ref!r} found; tried it {'; '.join(tried)}. Pass a zoo folder (holding "
+        f"{CONFIG_NAME} and {WEIGHTS_NAME}), a zoo name (known: {known}) or a Hub repo id such as "
+        "'org/name'."
+    )
+    return (type(hub_error) if hub_error is not None else ZooError)(message)
+
+
 def resolve_ref(ref: str | os.PathLike, revision: str | None = None, **hub_kwargs: Any) -> Path:
     """A local folder for ``ref``: a directory, a zoo name, or a Hub repo id (downloaded, with
     ``hub_kwargs`` for :func:`.hub.download_folder`: token, cache_dir, force_download,
-    local_files_only)."""
-    path = Path(ref)
+    local_files_only). When none fits, the error lists each way ``ref`` was tried."""
+    path = Path(ref).expanduser()
     if path.is_dir():
         if revision is not None:
             raise ZooError(
                 f"revision={revision!r} applies to Hub repos; {ref!r} is a local folder."
             )
+        check_zoo_folder(path)
         return path
     ref = str(ref)
+    if path.is_file():
+        check_zoo_folder(path)
+    tried = [f"as a folder (no directory {str(path.absolute())!r})"]
     if "/" not in ref and "\\" not in ref:
         candidate = registry.zoo_root() / ref
         if (candidate / CONFIG_NAME).is_file():
             if revision is not None:
                 raise ZooError(f"revision={revision!r} applies to Hub repos, not zoo name {ref!r}.")
             return candidate
-        known = ", ".join(registry.zoo_names()) or "none"
+        tried.append("as a zoo name (not a shipped model)")
+        raise _not_found(ref, [*tried, "as a Hub repo id (not of the form 'org/name')"])
+    tried.append("as a zoo name (zoo names have no '/')")
+    if not _looks_like_hub_id(ref):
+        raise _not_found(ref, [*tried, "as a Hub repo id (not of the form 'org/name')"])
+    try:
+        return download_folder(ref, revision, **hub_kwargs)
+    except ZooError as err:
+        raise _not_found(ref, tried, err) from None
+
+
+def check_zoo_folder(path: Path) -> None:
+    """A run directory or Lightning checkpoint where a zoo folder is expected: say how to turn
+    it into one (``nodezoo publish``)."""
+    if (path / CONFIG_NAME).is_file():
+        return
+    if path.is_file() and path.suffix == CHECKPOINT_SUFFIX:
         raise ZooError(
-            f"{ref!r} is not a folder and not a zoo model (known: {known}). Pass a zoo name, a "
-            "folder holding config.json and model.safetensors, or a Hub repo id such as "
-            "'org/name'."
+            f"{str(path)!r} is a Lightning checkpoint, not a zoo folder. Turn it into one with "
+            f"`nodezoo publish {path} --out DIR` (or nodezoo.zoo.build_folder), then load DIR."
         )
-    return download_folder(ref, revision, **hub_kwargs)
+    checkpoints = sorted(path.glob(f"**/*{CHECKPOINT_SUFFIX}"))[:1] if path.is_dir() else []
+    if checkpoints:
+        raise ZooError(
+            f"{str(path)!r} is a training run directory (it holds {checkpoints[0].name}), not a "
+            f"zoo folder. Turn a checkpoint into one with `nodezoo publish {checkpoints[0]} "
+            "--out DIR`, then load DIR."
+        )
+    if path.is_file():
+        raise ZooError(
+            f"{str(path)!r} is a file; pass the zoo folder holding {CONFIG_NAME} and "
+            f"{WEIGHTS_NAME}."
+        )
+    raise ZooError(
+        f"{str(path)!r} has no {CONFIG_NAME}: not a zoo folder (one holds {CONFIG_NAME} and "
+        f"{WEIGHTS_NAME}; `nodezoo publish` makes one from a checkpoint)."
+    )
 
 
 def _check_class(folder: Path, config: Mapping[str, Any], expected: type | None) -> type:
@@ -144,6 +206,29 @@ def load_pretrained_weights(model: nn.Module, ref: str | os.PathLike) -> None:
     )
 
 
+def _attached_datamodule(model: nn.Module):
+    """The data module of the Lightning trainer ``model`` is attached to, else None."""
+    trainer = getattr(model, "_trainer", None)
+    return getattr(trainer, "datamodule", None) if trainer is not None else None
+
+
+def _class_path(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _recipe_of(model: nn.Module, datamodule: Any) -> dict[str, Any]:
+    """A recipe in LightningCLI's layout naming the model and the data module it was trained
+    with (their init args as recorded by ``save_hyperparameters``)."""
+    data_args = json.loads(json.dumps(dict(getattr(datamodule, "hparams", {})), default=str))
+    return {
+        "model": {"class_path": _class_path(model), "init_args": init_args_of(model)},
+        "data": {
+            "class_path": _class_path(datamodule),
+            "init_args": data_args,  # paths etc. as strings: recipe.yaml stays plain data
+        },
+    }
+
+
 class PretrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` for zoo model classes.
 
@@ -170,8 +255,16 @@ class PretrainedMixin:
         label_names: Sequence[str] | None = None,
         repo_id: str | None = None,
     ) -> Path:
-        """Write this model as a zoo folder (the layout of its Hub repo)."""
+        """Write this model as a zoo folder (the layout of its Hub repo). Without ``recipe``,
+        the data module of the trainer this model is attached to (if any) is recorded, so the
+        card says what the model was trained on, and its class names become ``label_names``."""
         base = getattr(self, "hparams", {}).get(PRETRAINED_ARG)
+        datamodule = _attached_datamodule(self)
+        if recipe is None and datamodule is not None:
+            recipe = _recipe_of(self, datamodule)
+        if label_names is None and getattr(self, LABEL_NAMES_KEY, None) is None:
+            names = getattr(datamodule, LABEL_NAMES_KEY, None)
+            label_names = list(names) if names is not None else None
         return save_folder(
             self,
             directory,

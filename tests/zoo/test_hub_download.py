@@ -18,6 +18,7 @@ from huggingface_hub import constants
 from safetensors.torch import load_file, save_file
 
 from nodezoo.zoo import HubAccessError, from_pretrained
+from nodezoo.zoo.folder import write_checksums
 
 
 def head_bias_sum(model) -> float:
@@ -33,6 +34,7 @@ def published_repo(local_hub, zoo_folder, tmp_path_factory):
     state = load_file(str(second_folder / "model.safetensors"))
     state["head.bias"] = state["head.bias"] + 1
     save_file(state, str(second_folder / "model.safetensors"))
+    write_checksums(second_folder)  # else loading refuses the edited weights
     local_hub.commit_folder("acme/tiny", second_folder, "second weights")
     bias = load_file(str(zoo_folder / "model.safetensors"))["head.bias"]
     return {"first": first, "v1": bias.sum().item(), "v2": bias.sum().item() + bias.numel()}

@@ -18,7 +18,7 @@ from nodezoo.zoo import (
     list_models,
     registry,
 )
-from nodezoo.zoo.folder import config_of
+from nodezoo.zoo.folder import config_of, write_checksums
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +64,7 @@ def edit_weights(folder: Path, edit) -> None:
     state = load_file(str(folder / "model.safetensors"))
     edit(state)
     save_file(state, str(folder / "model.safetensors"))
+    write_checksums(folder)  # a consistent hand edit: the key/shape checks are under test
 
 
 @pytest.mark.parametrize(

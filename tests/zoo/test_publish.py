@@ -18,7 +18,14 @@ from nodezoo.zoo.commands import main_evaluate, main_list, main_publish
 from nodezoo.zoo.evaluation import evaluate
 from nodezoo.zoo.hub import upload_folder
 
-FOLDER_FILES = {"README.md", "config.json", "model.safetensors", "metrics.json", "recipe.yaml"}
+FOLDER_FILES = {
+    "README.md",
+    "config.json",
+    "model.safetensors",
+    "metrics.json",
+    "recipe.yaml",
+    "SHA256SUMS",
+}
 
 
 def front_matter(card: str) -> dict:

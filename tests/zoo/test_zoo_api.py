@@ -120,7 +120,7 @@ def one_line_error(capsys, verb: str) -> str:
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["evaluate", "no-such-model"], "not a folder and not a zoo model"),
+        (["evaluate", "no-such-model"], "as a zoo name (not a shipped model)"),
         (["publish", "missing.ckpt", "--out", "x"], "does not exist"),
         (["compare", "no-such-run", "--out", "x"], "neither a path nor a shipped zoo name"),
         (["list"], None),
@@ -194,6 +194,7 @@ def test_push_to_hub_removes_stale_zoo_files_only(zoo_folder, stub_hub_at):
         "config.json",
         "metrics.json",
         "model.safetensors",
+        "SHA256SUMS",
     }
     stub_hub_at.deleted.clear()
     model.push_to_hub("acme/pushed", delete_patterns=None)
