@@ -2,8 +2,9 @@
 
 A zoo folder holds ``config.json`` (the ``architecture``, every init arg, and ``label_names`` for
 classifiers), ``model.safetensors`` (weights only), ``metrics.json``, ``recipe.yaml`` and the card
-``README.md``. Not huggingface_hub's ``ModelHubMixin`` format, because that one loads with
-``strict=False`` (a missing layer stays random, silently) and drops init args that are not JSON.
+``README.md`` (some families add the card's ``picture.png``, drawn at publishing). Not
+huggingface_hub's ``ModelHubMixin`` format, because that one loads with ``strict=False`` (a
+missing layer stays random, silently) and drops init args that are not JSON.
 Here loading is strict, config keys are checked against the model's signature, and nothing read
 is ever unpickled (safetensors and JSON only).
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ __all__ = [
     "FOLDER_FILES",
     "LABEL_NAMES_KEY",
     "METRICS_NAME",
+    "PICTURE_NAME",
     "RECIPE_NAME",
     "WEIGHTS_NAME",
     "config_of",
@@ -53,7 +55,8 @@ WEIGHTS_NAME = "model.safetensors"
 METRICS_NAME = "metrics.json"
 RECIPE_NAME = "recipe.yaml"
 CARD_NAME = "README.md"
-FOLDER_FILES = (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, METRICS_NAME, RECIPE_NAME)
+PICTURE_NAME = "picture.png"  # the card's figure (optional; drawn by the family's picture fn)
+FOLDER_FILES = (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, METRICS_NAME, RECIPE_NAME, PICTURE_NAME)
 # config.json keys that are not init args.
 ARCHITECTURE_KEY = "architecture"
 LABEL_NAMES_KEY = "label_names"  # class names, in output order (timm's config.json key)
@@ -238,9 +241,11 @@ def write_card(
     base_model: str | None = None,
     repo_id: str | None = None,
 ) -> Path:
-    """(Re)write the folder's README.md from its config, metrics and recipe."""
+    """(Re)write the folder's README.md from its config, metrics and recipe (and its picture,
+    when the folder has one)."""
     directory = Path(directory)
     card = render_card(
+        picture=PICTURE_NAME if (directory / PICTURE_NAME).is_file() else None,
         name=name or directory.resolve().name,
         config={k: v for k, v in config.items() if k != LABEL_NAMES_KEY},
         label_names=config.get(LABEL_NAMES_KEY),
@@ -264,9 +269,11 @@ def save_folder(
     base_model: str | None = None,
     label_names: Sequence[str] | None = None,
     repo_id: str | None = None,
+    draw_picture: Callable[[Path], Any] | None = None,
 ) -> Path:
     """Write the zoo folder for ``model``: config, weights, metrics, recipe and the card
-    (``repo_id``: the Hub repo it is for, if known)."""
+    (``repo_id``: the Hub repo it is for, if known). ``draw_picture(path)`` draws the card's
+    picture; without it an old picture is removed (it would show other weights)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = config_of(model, label_names)
@@ -281,6 +288,10 @@ def save_folder(
         (directory / RECIPE_NAME).write_text(recipe_text)
     elif (directory / RECIPE_NAME).exists():
         (directory / RECIPE_NAME).unlink()  # a stale recipe would mis-describe these weights
+    if draw_picture is not None:
+        draw_picture(directory / PICTURE_NAME)
+    elif (directory / PICTURE_NAME).exists():
+        (directory / PICTURE_NAME).unlink()
     write_card(
         directory,
         config=config,
