@@ -172,7 +172,7 @@ def _front_matter(name, entry, metrics, dataset, base_model, repo_id) -> str:
     return data.to_yaml()
 
 
-def _results_table(metrics: Mapping[str, Any], max_epochs) -> list[str]:
+def _results_table(metrics: Mapping[str, Any], max_epochs, max_steps=None) -> list[str]:
     """Quantity | Value, plus a Paper column when metrics.json carries published numbers."""
     paper = {k[len(PAPER_PREFIX) :]: v for k, v in metrics.items() if k.startswith(PAPER_PREFIX)}
 
@@ -185,8 +185,10 @@ def _results_table(metrics: Mapping[str, Any], max_epochs) -> list[str]:
     for key, (label, fmt) in METRIC_ROWS.items():
         if key in metrics and metrics[key] is not None:
             rows.append(row(label, fmt(metrics[key]), key, fmt))
-    if max_epochs is not None:
+    if max_epochs is not None and int(max_epochs) > 0:  # -1: a step-limited run
         rows.append(row("Recipe's max_epochs", str(max_epochs)))
+    if max_steps is not None and int(max_steps) > 0:
+        rows.append(row("Recipe's max_steps", _count(max_steps)))
     skip = ("run/", "report/", PAPER_PREFIX)  # facts and reports have sections of their own
     for key in sorted(k for k in metrics if k not in METRIC_ROWS and not k.startswith(skip)):
         rows.append(row(f"`{key}`", _num(metrics[key]), key))
@@ -289,7 +291,9 @@ def render_card(
         lines.append(f"| `{key}` | `{json.dumps(value)}` |")
 
     lines += ["", "## Results", ""]
-    lines += _results_table(metrics, max_epochs)
+    lines += _results_table(
+        metrics, max_epochs, metrics.get("run/max_steps", facts.get("max_steps"))
+    )
     lines.append("")
     if metrics.get(COMPARISON_KEY):
         lines += ["## Compared with baselines", "", str(metrics[COMPARISON_KEY]).strip(), ""]

@@ -2,7 +2,7 @@
 
 A zoo folder holds ``config.json`` (the ``architecture``, every init arg, and ``label_names`` for
 classifiers), ``model.safetensors`` (weights only), ``metrics.json``, ``recipe.yaml`` and the card
-``README.md`` (some families add the card's ``picture.png``, drawn at publishing). Not
+``README.md`` (some families add the card's ``card.png``, drawn at publishing). Not
 huggingface_hub's ``ModelHubMixin`` format, because that one loads with ``strict=False`` (a
 missing layer stays random, silently) and drops init args that are not JSON.
 Here loading is strict, config keys are checked against the model's signature, and nothing read
@@ -55,7 +55,7 @@ WEIGHTS_NAME = "model.safetensors"
 METRICS_NAME = "metrics.json"
 RECIPE_NAME = "recipe.yaml"
 CARD_NAME = "README.md"
-PICTURE_NAME = "picture.png"  # the card's figure (optional; drawn by the family's picture fn)
+PICTURE_NAME = "card.png"  # the card's figure (optional; drawn by the family's picture fn)
 FOLDER_FILES = (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, METRICS_NAME, RECIPE_NAME, PICTURE_NAME)
 # config.json keys that are not init args.
 ARCHITECTURE_KEY = "architecture"
