@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..data.spirals import Spirals, make_spirals, spiral_batch
+from ..models.cnf import evaluate_nll
 from ..nn.recurrent import masked_rmse
 from ..runs import MODEL_PARAMS, TEST_NFE_FORWARD, count_parameters, ode_blocks
 from .errors import ZooError
@@ -194,8 +195,6 @@ def evaluate_cnf(model: nn.Module, datamodule, *, limit_batches: int | None = No
     forward pass and params, on the data module's test set: a fresh 2-D sample from its
     ``test_seed``, or the digits' test images with dequantisation noise from ``noise_seed``.
     ``test/seed`` records the seed that drew it, so the card names how to redraw the same set."""
-    from ..models.cnf import evaluate_nll  # models import the zoo's base class: import late
-
     datamodule.setup("test")
     batches = list(itertools.islice(datamodule.test_dataloader(), limit_batches))
     count = sum(len(model._batch(b)) for b in batches)
