@@ -372,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--tag", default=None, help="results file name: cnf_<tag>.{json,md}")
+    parser.add_argument(
+        "--results-dir", default=str(RESULTS), help=f"where to write (default {RESULTS})"
+    )
     args = parser.parse_args(argv)
     if args.steps < 1 or args.steps_per_epoch < 1:
         parser.error("--steps and --steps-per-epoch must be >= 1")
@@ -399,10 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         texts.append(markdown(result, args))
         print("\n" + texts[-1], flush=True)
     tag = args.tag or f"{'_'.join(args.datasets)}_{args.steps}steps"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"cnf_{tag}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / f"cnf_{tag}.md").write_text("\n\n".join(texts) + "\n")
-    print(f"\nwrote {RESULTS / f'cnf_{tag}.md'} and .json", flush=True)
+    out = Path(args.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"cnf_{tag}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"cnf_{tag}.md").write_text("\n\n".join(texts) + "\n")
+    print(f"\nwrote {out / f'cnf_{tag}.md'} and .json", flush=True)
     return 0
 
 

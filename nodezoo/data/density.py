@@ -142,6 +142,7 @@ class ToyDensityDataModule(pl.LightningDataModule):
 
     dim = 2
     quantization_levels = None
+    TEST_SEED_ARG = "test_seed"  # what ``nodezoo evaluate --seed`` sets: a fresh test sample
 
     def __init__(
         self,
@@ -170,8 +171,13 @@ class ToyDensityDataModule(pl.LightningDataModule):
             return
         hp = self.hparams
         self.splits["val"] = sample_toy(hp.dataset, hp.n_val, hp.seed + 1)
-        test_seed = hp.seed + 2 if hp.test_seed is None else hp.test_seed
-        self.splits["test"] = sample_toy(hp.dataset, hp.n_test, test_seed)
+        self.splits["test"] = sample_toy(hp.dataset, hp.n_test, self.test_seed)
+
+    @property
+    def test_seed(self) -> int:
+        """The seed of the test sample (``test_seed``, default ``seed + 2``)."""
+        hp = self.hparams
+        return hp.seed + 2 if hp.test_seed is None else hp.test_seed
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
@@ -216,6 +222,7 @@ class DigitsDensityDataModule(pl.LightningDataModule):
 
     dim = 64
     quantization_levels = DIGIT_LEVELS
+    TEST_SEED_ARG = "noise_seed"  # what ``nodezoo evaluate --seed`` sets: fresh dequantisation
 
     def __init__(
         self,
@@ -241,9 +248,7 @@ class DigitsDensityDataModule(pl.LightningDataModule):
             image_size=8, val_size=hp.val_size, test_size=hp.test_size, seed=hp.seed
         )
         images.setup()
-        generator = torch.Generator().manual_seed(
-            hp.seed if hp.noise_seed is None else hp.noise_seed
-        )
+        generator = torch.Generator().manual_seed(self.test_seed)
         for name, split in images.splits.items():
             pixels = torch.round(split.tensors[0].flatten(1) * 16.0)  # back to integers 0..16
             self._pixels[name] = pixels
@@ -252,6 +257,12 @@ class DigitsDensityDataModule(pl.LightningDataModule):
             else:
                 noise = torch.rand(pixels.shape, generator=generator)
                 self.splits[name] = (pixels + noise) / DIGIT_LEVELS  # batches of plain tensors
+
+    @property
+    def test_seed(self) -> int:
+        """The seed of the val/test dequantisation noise (``noise_seed``, default ``seed``)."""
+        hp = self.hparams
+        return hp.seed if hp.noise_seed is None else hp.noise_seed
 
     def standardization(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-dimension mean and std of the dequantised training data, exactly: for

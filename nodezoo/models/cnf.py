@@ -32,6 +32,7 @@ from torch import nn
 
 from ..nn import ODEBlock
 from ..solvers import SolverConfig
+from ..zoo.pretrained import PretrainedMixin
 
 TRACES = ("auto", "exact", "hutchinson")
 NOISES = ("rademacher", "gaussian")
@@ -198,7 +199,7 @@ class CNFDynamics(nn.Module):
         return dz, -div
 
 
-class CNF(pl.LightningModule):
+class CNF(PretrainedMixin, pl.LightningModule):
     """A continuous normalizing flow on ``dim``-dimensional data (see the module docstring).
 
     ``hidden``/``layers``/``activation``: the concat-squash field. ``t1``: integration time T.
@@ -211,6 +212,9 @@ class CNF(pl.LightningModule):
     runs on ``u = (x - shift) / scale`` (per dimension; buffers saved with the weights, taken
     from the data module's ``standardization()`` when fitting starts), and densities include
     the exact Jacobian ``-Σ log scale``, so NLLs stay in the data's units.
+
+    A zoo model (architecture ``cnf``): ``CNF.from_pretrained("cnf-checkerboard")``,
+    ``save_pretrained``, ``push_to_hub``.
     """
 
     def __init__(

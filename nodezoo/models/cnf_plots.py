@@ -142,6 +142,14 @@ def plot_cnf(
     return path
 
 
+def card_picture(model: CNF, datamodule, path: str | Path) -> Path:
+    """The zoo card's picture (``nodezoo publish``): :func:`plot_cnf` against the data module's
+    test points, with seed 0."""
+    datamodule.setup("test")
+    batches = [b[0] if isinstance(b, (list, tuple)) else b for b in datamodule.test_dataloader()]
+    return plot_cnf(model, torch.cat(batches), path, seed=0)
+
+
 class DensityPlotCallback(pl.Callback):
     """After every ``every_n_epochs``-th validation, draws :func:`plot_cnf` against the data
     module's validation points to ``<dirpath or run dir>/plots/density_step<step>.png``; W&B

@@ -28,8 +28,14 @@ CITATION = """@inproceedings{chen2018neural,
   year      = {2018}
 }"""
 
-# Data module class name -> (display name, Hugging Face dataset id).
+# Data module class name -> (display name, Hugging Face dataset id). ``{arg}`` in a display name
+# is filled from the recipe's data init args.
 DATASETS = {
+    "ToyDensityDataModule": ("the 2-D {dataset} density (synthetic, as in FFJORD)", None),
+    "DigitsDensityDataModule": (
+        "UCI handwritten digits (scikit-learn's copy, 8x8, 17 grey levels, dequantised)",
+        None,
+    ),
     "FashionMNISTDataModule": ("Fashion-MNIST", "zalando-datasets/fashion_mnist"),
     "MNISTDataModule": ("MNIST", "ylecun/mnist"),
     "CIFAR10DataModule": ("CIFAR-10", "uoft-cs/cifar10"),
@@ -66,6 +72,8 @@ METRIC_ROWS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "test/rmse_n30": ("Predictive RMSE, 30 observed points", _num),
     "test/rmse_n50": ("Predictive RMSE, 50 observed points", _num),
     "test/rmse_n100": ("Predictive RMSE, 100 observed points", _num),
+    "test/nll": ("Test NLL (nats per example, exact trace)", _num),
+    "test/bits_per_dim": ("Test bits per dimension", _num),
     "test/seed": ("Test data seed", str),
     "test/samples": ("Test samples", _count),
     "model/params": ("Parameters", _count),
@@ -79,6 +87,7 @@ METRIC_ROWS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "time/total_s": ("Training time, total", _duration),
     "run/hardware": ("Hardware", str),
     "run/epochs": ("Epochs run", str),
+    "run/seed": ("Training seed", str),
     "run/global_step": ("Optimiser steps", _count),
 }
 # Which metrics go into model-index: the Hub's metric type name and the result's name.
@@ -89,6 +98,8 @@ MODEL_INDEX_METRICS = {
     "test/rmse_n30": ("rmse", "test rmse (30 observed points)"),
     "test/rmse_n50": ("rmse", "test rmse (50 observed points)"),
     "test/rmse_n100": ("rmse", "test rmse (100 observed points)"),
+    "test/nll": ("nll", "test nll (nats)"),
+    "test/bits_per_dim": ("bits_per_dim", "test bits per dimension"),
 }
 # Where the results in model-index come from: the command that recomputes them from the weights.
 EVAL_SOURCE = "nodezoo evaluate"
@@ -112,6 +123,7 @@ def recipe_facts(recipe_text: str | None) -> dict[str, Any]:
         "data_class": class_path.rsplit(".", 1)[-1] or None,
         "data_args": (data.get("init_args") or {}) if isinstance(data, dict) else {},
         "max_epochs": trainer.get("max_epochs"),
+        "max_steps": trainer.get("max_steps"),
         "seed": recipe.get("seed_everything"),
     }
 
@@ -160,7 +172,7 @@ def _front_matter(name, entry, metrics, dataset, base_model, repo_id) -> str:
     return data.to_yaml()
 
 
-def _results_table(metrics: Mapping[str, Any], max_epochs) -> list[str]:
+def _results_table(metrics: Mapping[str, Any], max_epochs, max_steps=None) -> list[str]:
     """Quantity | Value, plus a Paper column when metrics.json carries published numbers."""
     paper = {k[len(PAPER_PREFIX) :]: v for k, v in metrics.items() if k.startswith(PAPER_PREFIX)}
 
@@ -173,12 +185,32 @@ def _results_table(metrics: Mapping[str, Any], max_epochs) -> list[str]:
     for key, (label, fmt) in METRIC_ROWS.items():
         if key in metrics and metrics[key] is not None:
             rows.append(row(label, fmt(metrics[key]), key, fmt))
-    if max_epochs is not None:
+    if max_epochs is not None and int(max_epochs) > 0:  # -1: a step-limited run
         rows.append(row("Recipe's max_epochs", str(max_epochs)))
+    if max_steps is not None and int(max_steps) > 0:
+        rows.append(row("Recipe's max_steps", _count(max_steps)))
     skip = ("run/", "report/", PAPER_PREFIX)  # facts and reports have sections of their own
     for key in sorted(k for k in metrics if k not in METRIC_ROWS and not k.startswith(skip)):
         rows.append(row(f"`{key}`", _num(metrics[key]), key))
     return rows
+
+
+def _shortened(metrics: Mapping[str, Any], facts: Mapping[str, Any], max_epochs) -> str | None:
+    """The "Shortened run" banner when the run stopped before the recipe's budget (epochs or,
+    for step-limited recipes, optimiser steps), else None."""
+    epochs = metrics.get("run/epochs")
+    if epochs is not None and max_epochs is not None and 0 < int(epochs) < int(max_epochs):
+        done, budget, unit = epochs, max_epochs, "epochs"
+    else:
+        steps = metrics.get("run/global_step")
+        max_steps = metrics.get("run/max_steps", facts.get("max_steps"))
+        if steps is None or max_steps is None or not 0 < int(steps) < int(max_steps):
+            return None
+        done, budget, unit = _count(steps), _count(max_steps), "optimiser steps"
+    return (
+        f"> **Shortened run:** trained for {done} of the recipe's {budget} {unit}; the "
+        "results below are for this shorter run, not for the full recipe."
+    )
 
 
 def render_card(
@@ -190,15 +222,20 @@ def render_card(
     base_model: str | None = None,
     repo_id: str | None = None,
     label_names: list[str] | None = None,
+    picture: str | None = None,
 ) -> str:
     """The card for a zoo folder, from its config, metrics and recipe. ``base_model``: what it
     was fine-tuned from (in the metadata when it is a Hub id); ``repo_id``: the Hub repo the card
     is for, where the results' source links to; ``label_names``: the classes, in output
-    order."""
+    order; ``picture``: the file name of the card's figure in the folder, if it has one."""
     entry = get_architecture(config["architecture"])
     facts = recipe_facts(recipe_text)
     data_class = facts.get("data_class")
-    dataset = DATASETS.get(data_class, (data_class or "unknown data", None))
+    display, dataset_id = DATASETS.get(data_class, (data_class or "unknown data", None))
+    try:
+        dataset = (display.format(**facts.get("data_args", {})), dataset_id)
+    except (KeyError, IndexError):
+        dataset = (display, dataset_id)
     max_epochs = metrics.get("run/max_epochs", facts.get("max_epochs"))
     front = _front_matter(name, entry, metrics, dataset, base_model, repo_id)
     backbone = config.get("backbone")
@@ -214,11 +251,17 @@ def render_card(
         "`recipe.yaml`; `nodezoo evaluate` recomputes the test metrics from the weights.",
         "",
     ]
-    epochs = metrics.get("run/epochs")
-    if epochs is not None and max_epochs is not None and int(epochs) < int(max_epochs):
+    banner = _shortened(metrics, facts, max_epochs)
+    if banner:
+        lines += [banner, ""]
+    headline = entry.headline(metrics)
+    if headline in metrics:
+        label, fmt = METRIC_ROWS.get(headline, (f"`{headline}`", _num))
+        lines += [f"Headline: {label} = {fmt(metrics[headline])} ({entry.direction}).", ""]
+    if picture:
         lines += [
-            f"> **Shortened run:** trained for {epochs} of the recipe's {max_epochs} epochs; the "
-            "results below are for this shorter run, not for the full recipe.",
+            f"![{name}: the learned density beside the data, samples, and how points "
+            f"flow from the base Gaussian over t]({picture})",
             "",
         ]
     if base_model:
@@ -232,6 +275,11 @@ def render_card(
         lines.append(f"logits = model(images)  # float images in [0, 1], shape {shape}")
         if label_names:
             lines.append("model.label_names[logits.argmax(-1)[0]]  # the first image's class")
+    elif entry.task == "density-estimation":
+        lines.append(
+            f"log_p = model.log_prob(x)  # x (B, {config.get('dim')}); nats per example, (B,)"
+        )
+        lines.append(f"samples = model.sample(1000)  # (1000, {config.get('dim')})")
     elif entry.task == "time-series-forecasting":
         lines.append(
             "mean, _ = model.predict(obs_t, obs_x, query_t, 0, obs_mask)  "
@@ -246,7 +294,9 @@ def render_card(
         lines.append(f"| `{key}` | `{json.dumps(value)}` |")
 
     lines += ["", "## Results", ""]
-    lines += _results_table(metrics, max_epochs)
+    lines += _results_table(
+        metrics, max_epochs, metrics.get("run/max_steps", facts.get("max_steps"))
+    )
     lines.append("")
     if metrics.get(COMPARISON_KEY):
         lines += ["## Compared with baselines", "", str(metrics[COMPARISON_KEY]).strip(), ""]

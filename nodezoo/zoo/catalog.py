@@ -15,18 +15,21 @@ __all__ = ["entrypoints", "list_models"]
 
 
 def list_models() -> list[dict]:
-    """One row per shipped zoo folder: name, architecture, headline metric and params."""
+    """One row per shipped zoo folder: name, architecture, headline metric (the folder's own:
+    bits/dim for a digits CNF, NLL for a 2-D one), which way it is better, and params."""
     rows = []
     for name in registry.zoo_names():
         folder = registry.zoo_root() / name
         entry = get_architecture(read_config(folder)[ARCHITECTURE_KEY])
         metrics = read_metrics(folder)
+        headline = entry.headline(metrics)
         rows.append(
             {
                 "name": name,
                 "architecture": entry.name,
-                "metric": entry.headline_metric,
-                "value": metrics.get(entry.headline_metric),
+                "metric": headline,
+                "better": "higher" if entry.higher_is_better else "lower",
+                "value": metrics.get(headline),
                 "params": metrics.get(MODEL_PARAMS),
                 "epochs": metrics.get("run/epochs"),
             }

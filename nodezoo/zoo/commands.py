@@ -56,7 +56,7 @@ def main_list(argv: Sequence[str]) -> int:
         (
             r["name"],
             r["architecture"],
-            r["metric"],
+            f"{r['metric']} ({r['better']} is better)",
             _format_value(r["metric"], r["value"]),
             _format_value("params", r["params"]),
             _format_value("epochs", r["epochs"]),

@@ -3,15 +3,18 @@
 Like timm's validate.py and torchvision's weight tests: the card's numbers must be reproducible
 from the folder alone. The data set comes from the folder's recipe (its ``data`` section); each
 architecture registers one evaluation function ``fn(model, datamodule, *, limit_batches)``;
-``--seed`` reaches the data module (it seeds freshly generated test data such as spirals). A
-folder whose metrics.json records ``test/seed`` is evaluated with that seed unless told otherwise,
-so ``nodezoo evaluate NAME`` reproduces the card as it stands.
+``--seed`` reaches the data module as the init arg its class names in ``TEST_SEED_ARG`` (default
+``seed``: it seeds freshly generated test data such as spirals; the density modules take it as the
+test sample's or the dequantisation noise's seed, keeping the training data). A folder whose
+metrics.json records ``test/seed`` is evaluated with that seed unless told otherwise, so
+``nodezoo evaluate NAME`` reproduces the card as it stands.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import itertools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 
 from ..data.spirals import Spirals, make_spirals, spiral_batch
+from ..models.cnf import evaluate_nll
 from ..nn.recurrent import masked_rmse
 from ..progress import progress
 from ..runs import MODEL_PARAMS, TEST_NFE_FORWARD, count_parameters, ode_blocks
@@ -34,10 +38,12 @@ __all__ = [
     "build_datamodule",
     "datamodule_class",
     "evaluate",
+    "evaluate_cnf",
     "evaluate_image_classifier",
     "evaluate_spirals",
     "forecast_rmse",
     "recipe_of",
+    "test_datamodule",
 ]
 
 # The paper's Table 2 columns: predictive RMSE with 30, 50 and 100 observed points.
@@ -72,6 +78,21 @@ def build_datamodule(recipe: Mapping[str, Any], **overrides: Any):
     args = dict(recipe["data"].get("init_args") or {})
     args.update({k: v for k, v in overrides.items() if v is not None})
     return cls(**args)
+
+
+def test_datamodule(
+    recipe: Mapping[str, Any],
+    *,
+    seed: int | None = None,
+    data_dir: str | None = None,
+    batch_size: int | None = None,
+):
+    """The recipe's data module for testing: ``seed`` goes to the init arg the class names in
+    ``TEST_SEED_ARG`` (default ``seed``); no worker processes."""
+    seed_arg = getattr(datamodule_class(recipe), "TEST_SEED_ARG", "seed")
+    return build_datamodule(
+        recipe, data_dir=data_dir, batch_size=batch_size, num_workers=0, **{seed_arg: seed}
+    )
 
 
 @torch.no_grad()
@@ -172,6 +193,25 @@ def evaluate_spirals(model: nn.Module, datamodule, *, limit_batches: int | None 
     return metrics
 
 
+def evaluate_cnf(model: nn.Module, datamodule, *, limit_batches: int | None = None) -> dict:
+    """Test NLL of a CNF (nats per example, exact trace; bits/dim on dequantised data), NFE per
+    forward pass and params, on the data module's test set: a fresh 2-D sample from its
+    ``test_seed``, or the digits' test images with dequantisation noise from ``noise_seed``.
+    ``test/seed`` records the seed that drew it, so the card names how to redraw the same set."""
+    datamodule.setup("test")
+    batches = list(itertools.islice(datamodule.test_dataloader(), limit_batches))
+    count = sum(len(model._batch(b)) for b in batches)
+    if count == 0:
+        raise ZooError("the test set is empty (or limit_batches=0); nothing to evaluate.")
+    metrics: dict[str, Any] = dict(evaluate_nll(model, batches))
+    metrics["test/samples"] = count
+    test_seed = getattr(datamodule, "test_seed", None)
+    if test_seed is not None:
+        metrics["test/seed"] = test_seed
+    metrics[MODEL_PARAMS] = count_parameters(model)
+    return metrics
+
+
 def _read_recipe(folder: Path) -> dict[str, Any]:
     recipe = read_recipe(folder)
     if recipe is None:
@@ -216,7 +256,5 @@ def evaluate(
             raise ZooError("evaluate(model=...) needs the recipe that names the data.")
     entry = get_architecture(architecture)
     torch.manual_seed(0 if seed is None else seed)
-    datamodule = build_datamodule(
-        recipe, data_dir=data_dir, batch_size=batch_size, num_workers=0, seed=seed
-    )
+    datamodule = test_datamodule(recipe, seed=seed, data_dir=data_dir, batch_size=batch_size)
     return entry.load_evaluate()(model, datamodule, limit_batches=limit_batches)

@@ -2,13 +2,14 @@
 
 A zoo folder holds ``config.json`` (the ``architecture``, every init arg, and ``label_names`` for
 classifiers), ``model.safetensors`` (weights only), ``metrics.json``, ``recipe.yaml`` and the card
-``README.md``, plus ``SHA256SUMS`` (the SHA-256 of ``model.safetensors`` in ``sha256sum`` format,
-as the Hub records LFS files' hashes; ``sha256sum -c SHA256SUMS`` checks it by hand). Loading
-verifies that hash and refuses weights holding NaN or inf, so a damaged file fails at load time
-with its cause named, not later as a solver error. Not huggingface_hub's ``ModelHubMixin``
-format, because that one loads with ``strict=False`` (a missing layer stays random, silently)
-and drops init args that are not JSON. Here loading is strict, config keys are checked against
-the model's signature, and nothing read is ever unpickled (safetensors and JSON only).
+``README.md`` (some families add the card's ``card.png``, drawn at publishing), plus
+``SHA256SUMS`` (the SHA-256 of ``model.safetensors`` in ``sha256sum`` format, as the Hub records
+LFS files' hashes; ``sha256sum -c SHA256SUMS`` checks it by hand). Loading verifies that hash and
+refuses weights holding NaN or inf, so a damaged file fails at load time with its cause named,
+not later as a solver error. Not huggingface_hub's ``ModelHubMixin`` format, because that one
+loads with ``strict=False`` (a missing layer stays random, silently) and drops init args that are
+not JSON. Here loading is strict, config keys are checked against the model's signature, and
+nothing read is ever unpickled (safetensors and JSON only).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import hashlib
 import inspect
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "FOLDER_FILES",
     "LABEL_NAMES_KEY",
     "METRICS_NAME",
+    "PICTURE_NAME",
     "RECIPE_NAME",
     "WEIGHTS_NAME",
     "config_of",
@@ -61,7 +63,10 @@ METRICS_NAME = "metrics.json"
 RECIPE_NAME = "recipe.yaml"
 CARD_NAME = "README.md"
 CHECKSUMS_NAME = "SHA256SUMS"
-FOLDER_FILES = (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, METRICS_NAME, RECIPE_NAME, CHECKSUMS_NAME)
+PICTURE_NAME = "card.png"  # the card's figure (optional; drawn by the family's picture fn)
+FOLDER_FILES = (
+    CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, METRICS_NAME, RECIPE_NAME, CHECKSUMS_NAME, PICTURE_NAME,
+)  # fmt: skip
 # config.json keys that are not init args.
 ARCHITECTURE_KEY = "architecture"
 LABEL_NAMES_KEY = "label_names"  # class names, in output order (timm's config.json key)
@@ -303,9 +308,11 @@ def write_card(
     base_model: str | None = None,
     repo_id: str | None = None,
 ) -> Path:
-    """(Re)write the folder's README.md from its config, metrics and recipe."""
+    """(Re)write the folder's README.md from its config, metrics and recipe (and its picture,
+    when the folder has one)."""
     directory = Path(directory)
     card = render_card(
+        picture=PICTURE_NAME if (directory / PICTURE_NAME).is_file() else None,
         name=name or directory.resolve().name,
         config={k: v for k, v in config.items() if k != LABEL_NAMES_KEY},
         label_names=config.get(LABEL_NAMES_KEY),
@@ -329,9 +336,11 @@ def save_folder(
     base_model: str | None = None,
     label_names: Sequence[str] | None = None,
     repo_id: str | None = None,
+    draw_picture: Callable[[Path], Any] | None = None,
 ) -> Path:
     """Write the zoo folder for ``model``: config, weights, metrics, recipe and the card
-    (``repo_id``: the Hub repo it is for, if known)."""
+    (``repo_id``: the Hub repo it is for, if known). ``draw_picture(path)`` draws the card's
+    picture; without it an old picture is removed (it would show other weights)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = config_of(model, label_names)
@@ -350,6 +359,10 @@ def save_folder(
         (directory / RECIPE_NAME).write_text(recipe_text)
     elif (directory / RECIPE_NAME).exists():
         (directory / RECIPE_NAME).unlink()  # a stale recipe would mis-describe these weights
+    if draw_picture is not None:
+        draw_picture(directory / PICTURE_NAME)
+    elif (directory / PICTURE_NAME).exists():
+        (directory / PICTURE_NAME).unlink()
     write_card(
         directory,
         config=config,

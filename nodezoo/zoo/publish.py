@@ -2,7 +2,8 @@
 
 ``build_folder`` converts a checkpoint (weights only, no optimizer state) into the zoo layout,
 with the card rendered from the run's measured metrics and the recipe that made it; test metrics
-the run did not record are measured with :mod:`.evaluation`. Uploading is :mod:`.hub`'s job.
+the run did not record are measured with :mod:`.evaluation`, and families with a picture function
+(registry) get their card picture drawn against the test data. Uploading is :mod:`.hub`'s job.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..runs import (
     read_summary,
 )
 from .errors import ZooError
-from .evaluation import datamodule_class, evaluate
+from .evaluation import datamodule_class, evaluate, test_datamodule
 from .folder import RECIPE_NAME, read_metrics, save_folder
 from .pretrained import from_pretrained, resolve_ref
 from .registry import ZooArchitecture, architecture_for_class, registered
@@ -78,6 +79,15 @@ def _label_names(recipe: Mapping[str, Any] | None, model: nn.Module):
         if names is not None:
             return list(names)
     return getattr(model, "label_names", None)
+
+
+def _picture_drawer(entry: ZooArchitecture, model, recipe, *, seed, data_dir):
+    """``draw(path)`` for the family's card picture against the recipe's test data (with the
+    same ``seed`` as the measured metrics), or None (no picture function, or no recipe)."""
+    draw = entry.load_picture()
+    if draw is None or recipe is None:
+        return None
+    return lambda path: draw(model, test_datamodule(recipe, seed=seed, data_dir=data_dir), path)
 
 
 def _read_metrics_arg(metrics: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
@@ -168,4 +178,11 @@ def build_folder(
         base_model=base_model,
         label_names=_label_names(recipe_dict, model),
         repo_id=repo_id,
+        draw_picture=_picture_drawer(
+            entry,
+            model,
+            recipe_dict,
+            seed=seed if seed is not None else found.get("test/seed"),
+            data_dir=data_dir,
+        ),
     )

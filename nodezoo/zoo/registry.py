@@ -43,9 +43,12 @@ class ZooArchitecture:
     """How the zoo builds, evaluates and summarises one model family.
 
     ``model_class`` and ``evaluate`` are ``"module:attribute"`` import paths. ``headline_metric``
-    is the metrics.json key that ``list_models`` and the card lead with; ``higher_is_better``
-    says which way it points. ``task`` is the Hugging Face pipeline tag. ``head`` is the
-    attribute holding the classifier head (left out when fine-tuning to new classes).
+    is the metrics.json key that ``list_models`` and the card lead with; ``preferred_headlines``
+    are keys that take its place in a folder that has them (a CNF on digits leads with bits/dim,
+    one on 2-D data with its NLL); ``higher_is_better`` says which way they point. ``task`` is the
+    Hugging Face pipeline tag. ``head`` is the attribute holding the classifier head (left out
+    when fine-tuning to new classes). ``picture``: optional ``"module:attribute"`` of
+    ``fn(model, datamodule, path)`` that draws the card's picture at publishing.
     """
 
     name: str
@@ -56,6 +59,17 @@ class ZooArchitecture:
     metric_name: str
     higher_is_better: bool = True
     head: str = "head"
+    preferred_headlines: tuple[str, ...] = ()
+    picture: str | None = None
+
+    def headline(self, metrics: dict[str, Any]) -> str:
+        """The key a folder with ``metrics`` leads with."""
+        return next((k for k in self.preferred_headlines if k in metrics), self.headline_metric)
+
+    @property
+    def direction(self) -> str:
+        """How to read the headline: ``"higher is better"`` or ``"lower is better"``."""
+        return "higher is better" if self.higher_is_better else "lower is better"
 
     @property
     def class_path(self) -> str:
@@ -67,6 +81,10 @@ class ZooArchitecture:
 
     def load_evaluate(self):
         return _import(self.evaluate)
+
+    def load_picture(self):
+        """The picture function, or None when the family has none."""
+        return _import(self.picture) if self.picture else None
 
 
 _REGISTRY: dict[str, ZooArchitecture] = {}
@@ -144,3 +162,18 @@ for _name, _class in (
         )
     )
 del _name, _class
+# Continuous normalizing flows (FFJORD; Chen et al. 2018 §4, issue 16). Test NLL in nats per
+# example; on dequantised discrete data (digits) bits per dimension lead, as in the papers.
+register(
+    ZooArchitecture(
+        name="cnf",
+        model_class="nodezoo.models.cnf:CNF",
+        evaluate="nodezoo.zoo.evaluation:evaluate_cnf",
+        task="density-estimation",
+        headline_metric="test/nll",
+        metric_name="nll",
+        higher_is_better=False,
+        preferred_headlines=("test/bits_per_dim",),
+        picture="nodezoo.models.cnf_plots:card_picture",
+    )
+)

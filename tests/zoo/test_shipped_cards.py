@@ -21,4 +21,6 @@ def test_shipped_folder_is_its_own_rendering(name, tmp_path):
     shipped = MODEL_CARDS / name
     out = build_folder(shipped, tmp_path / name, evaluate_missing=False)
     for file in FOLDER_FILES:
+        if not (shipped / file).exists() and not (out / file).exists():
+            continue  # an optional file (card.png) neither has
         assert (out / file).read_bytes() == (shipped / file).read_bytes(), f"{name}/{file}"
