@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .digits import DigitsDataModule
+from .splits import SplitsDataModule
 
 
 def _eight_gaussians(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -214,7 +215,7 @@ class DequantisedDigits(Dataset):
         return (k + torch.rand_like(k)) / DIGIT_LEVELS
 
 
-class DigitsDensityDataModule(pl.LightningDataModule):
+class DigitsDensityDataModule(SplitsDataModule):
     """UCI digits as 64-dim dequantised vectors in ``[0, 1)`` (see the module docstring). The
     train/val/test split is :class:`~nodezoo.data.digits.DigitsDataModule`'s for the same
     ``seed``, ``val_size`` and ``test_size``; ``noise_seed`` (default ``seed``) draws the fixed
@@ -276,21 +277,3 @@ class DigitsDensityDataModule(pl.LightningDataModule):
         """The integer values ``(N, 64)`` of a split (for plots and checks)."""
         self.setup()
         return self._pixels[split]
-
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        self.setup()
-        return DataLoader(
-            self.splits[name],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -8,12 +8,12 @@ models, take them as they are. Train/val/test splits are drawn once with a fixed
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from .images import DatasetNotFoundError
+from .splits import SplitsDataModule
 
 
 def load_digits_images(image_size: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,7 +33,7 @@ def load_digits_images(image_size: int = 28) -> tuple[torch.Tensor, torch.Tensor
     return images.clamp(0.0, 1.0), torch.as_tensor(digits.target, dtype=torch.int64)
 
 
-class DigitsDataModule(pl.LightningDataModule):
+class DigitsDataModule(SplitsDataModule):
     """scikit-learn's digits as a LightningDataModule: ``test_size`` and ``val_size`` images are
     held out with a generator seeded by ``seed`` (the same split on every run and rank).
     ``data_dir`` is accepted for the recipe interface and unused: the data ship with
@@ -79,24 +79,3 @@ class DigitsDataModule(pl.LightningDataModule):
             ("train", order[val:]),
         ):
             self.splits[name] = TensorDataset(images[index], labels[index])
-
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        self.setup()
-        return DataLoader(
-            self.splits[name],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
