@@ -25,19 +25,21 @@ def _ratio(h):
     return math.sqrt(((h * h / 2) / ATOL) ** 2 / 2)
 
 
-def _first_step(y0=Y0):
+def _first_step(y0=Y0, t0=T0):
     """Hairer, Nørsett & Wanner, Solving ODEs I, II.4 (p. 169), with the embedded order 1."""
     rms = lambda *v: math.sqrt(sum(x * x for x in v) / len(v))
-    d0, d1 = rms(*y0) / ATOL, rms(T0, 0.0) / ATOL
-    h0 = 0.01 * d0 / d1
+    d0, d1 = rms(*y0) / ATOL, rms(t0, 0.0) / ATOL
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     d2 = rms(h0, 0.0) / ATOL / h0  # f(t0 + h0) - f(t0) = (h0, 0)
     h1 = (0.01 / max(d1, d2)) ** (1 / 2)
     return min(100 * h0, h1)
 
 
-def _hand_controller(h, *, safety=0.9, ifactor=10.0, dfactor=0.2, pcoeff=0.0, icoeff=1.0, k=2):
+def _hand_controller(
+    h, *, t0=T0, safety=0.9, ifactor=10.0, dfactor=0.2, pcoeff=0.0, icoeff=1.0, k=2
+):
     """Accepted and rejected (t, h) of the PI controller (Söderlind; torchdiffeq's defaults)."""
-    t, prev = T0, 1.0
+    t, prev = t0, 1.0
     accepted, rejected = [], []
     while t < T1:
         h_try = min(h, T1 - t)
@@ -69,12 +71,12 @@ class Recorder(torch.nn.Module):
         self.rejected.append((float(t), float(dt)))
 
 
-def _run(y0=Y0, **options):
+def _run(y0=Y0, t0=T0, **options):
     func, stats = Recorder(), SolveStats()
     solve(
         func,
         torch.tensor(y0, dtype=torch.float64),
-        torch.tensor([T0, T1], dtype=torch.float64),
+        torch.tensor([t0, T1], dtype=torch.float64),
         dict(method="adaptive_heun", rtol=0.0, atol=ATOL, gradient="backprop"),
         options=options,
         stats=stats,
@@ -95,6 +97,10 @@ CASES = {
     "rejections": (dict(first_step=0.5), {}),
     # a small |y0| makes the first-step rule's 100 * h0 cap the binding one
     "small_start": (dict(y0=(1e-3, 0.0)), {}),
+    # y0 = f0 = 0: the rule's fallback h0 = 1e-6 (then capped at 100 * h0)
+    "zero_start": (dict(y0=(0.0, 0.0), t0=0.0), dict(t0=0.0)),
+    # |f0| small against its change: the second-derivative estimate d2 sets the step
+    "curvature_binds": (dict(t0=0.5), dict(t0=0.5)),
 }
 
 
@@ -102,7 +108,7 @@ CASES = {
 def test_step_sequence_matches_hand_controller(case):
     options, ctrl = CASES[case]
     func, stats = _run(**options)
-    h = options.get("first_step") or _first_step(options.get("y0", Y0))
+    h = options.get("first_step") or _first_step(options.get("y0", Y0), options.get("t0", T0))
     accepted, rejected = _hand_controller(h, **ctrl)
     _assert_same(func.accepted, accepted)
     _assert_same(func.rejected, rejected)
@@ -111,6 +117,7 @@ def test_step_sequence_matches_hand_controller(case):
     assert stats.steps_accepted == len(accepted) and stats.steps_rejected == len(rejected)
     # f(t0), the probe of the first-step rule, then 2 new stages per attempt (FSAL)
     assert case != "small_start" or h == pytest.approx(100 * 0.01 * 1e-3)
+    assert case != "zero_start" or h == pytest.approx(100 * 1e-6)
     probe = 0 if "first_step" in options else 1
     assert stats.nfe_forward == 1 + probe + 2 * (len(accepted) + len(rejected))
 
