@@ -126,3 +126,23 @@ def test_pi_term_changes_the_sequence():
     """Guards the test above: the PI case is not the I case in disguise."""
     h = _first_step()
     assert _hand_controller(h)[0] != _hand_controller(h, pcoeff=0.4, icoeff=0.3)[0]
+
+
+class Still(Recorder):
+    def forward(self, t, y):
+        return torch.zeros_like(y)
+
+
+def test_zero_field_starts_at_the_floor_and_grows_by_ifactor():
+    """f = 0: d1 = d2 = 0, so the first-step rule falls back to max(1e-6, h0 * 1e-3) with
+    h0 = 1e-6; every error ratio is 0, so each accepted step grows by ifactor (10)."""
+    func = Still()
+    solve(
+        func,
+        torch.tensor(Y0, dtype=torch.float64),
+        torch.tensor([0.0, 1.0], dtype=torch.float64),
+        dict(method="adaptive_heun", rtol=0.0, atol=ATOL, gradient="backprop"),
+    )
+    steps = [h for _, h in func.accepted]
+    assert steps[:6] == pytest.approx([1e-6 * 10**k for k in range(6)], rel=1e-12)
+    assert not func.rejected
