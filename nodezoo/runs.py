@@ -179,9 +179,12 @@ def import_model_class(class_path: str) -> type:
         )
     module, _, name = class_path.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), name)
+        cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         raise RunFileError(f"the model class {class_path!r} does not exist.") from None
+    if not isinstance(cls, type):  # a function would be called with the file's arguments
+        raise RunFileError(f"the model class {class_path!r} is not a class.")
+    return cls
 
 
 def model_from_checkpoint(checkpoint: Mapping[str, Any], cls: type) -> nn.Module:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from nodezoo.callbacks import ResourceMonitor, SavedTensorMeter, SolverStatsMonitor
 from nodezoo.data import FashionMNISTDataModule
-
-ImageClassifier = pytest.importorskip("nodezoo.models.classifier").ImageClassifier
+from nodezoo.models.classifier import ImageClassifier
 
 NFE_KEYS = {"nfe/forward", "nfe/backward", "nfe/forward_eval"}
 RESOURCE_KEYS = {"time/epoch_s", "memory/saved_for_backward_mb", "memory/peak_rss_mb"}

@@ -1,18 +1,47 @@
 """The README's Python examples run as written."""
 
+import math
 import re
 from pathlib import Path
 
 import pytest
+import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # ```python blocks are run; ```py blocks are illustrations that need trained weights or data.
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
 
+def _check_solver_tour(ns):
+    import nodezoo
+
+    assert ns["ys"].shape == (10, 256, 2)
+    stats = ns["stats"]
+    assert stats.nfe_forward > 0 and stats.nfe_backward > 0  # checkpoint gradients ran
+    assert nodezoo.SolverConfig.from_dict(ns["cfg"].to_dict()) == ns["cfg"]
+    assert all(p.grad is not None for p in ns["f"].parameters())
+
+
+def _check_events_and_dense(ns):
+    g, t_hit = 9.81, float(ns["t_hit"])
+    assert t_hit == pytest.approx(math.sqrt(2 * 10.0 / g), rel=1e-5)  # free fall from 10 m
+    assert float(ns["h0"].grad) == pytest.approx(1 / (g * t_hit), rel=1e-4)  # as the comment says
+    expected = torch.exp(-torch.tensor([0.25, 0.5])).unsqueeze(-1).expand(2, 3)
+    assert torch.allclose(ns["y_mid"], expected, atol=1e-5)
+
+
+# Each block's claims, found by the names it defines: a new block needs its check here.
+CHECKS = {("cfg", "stats", "ys"): _check_solver_tour, ("t_hit", "y_mid"): _check_events_and_dense}
+
+
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_python_block_runs(index):
-    exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), {})
+def test_readme_python_block_runs_and_does_what_it_says(index):
+    ns = {}
+    exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), ns)
+    checks = [check for names, check in CHECKS.items() if all(n in ns for n in names)]
+    assert checks, f"README python block {index} has no check in tests/test_readme.py: add one."
+    for check in checks:
+        check(ns)
 
 
 def test_readme_has_the_two_setup_commands():

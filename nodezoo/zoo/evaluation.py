@@ -69,6 +69,8 @@ def datamodule_class(recipe: Mapping[str, Any]) -> type:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         raise ZooError(f"the recipe's data class {class_path!r} does not exist.") from None
+    if not isinstance(cls, type):  # a function would be called with the file's arguments
+        raise ZooError(f"the recipe's data class {class_path!r} is not a class.")
     return cls
 
 

@@ -153,7 +153,7 @@ def test_seminorm_cuts_backward_evaluations_with_same_gradients(problem):
             func, y0, t, SolverConfig(rtol=1e-6, atol=1e-6, seminorm=semi), stats=stats
         )
         runs[semi] = (torch.autograd.grad(_loss(ys), [y0, *func.parameters()]), stats)
-    assert runs[True][1].nfe_backward <= runs[False][1].nfe_backward
+    assert runs[True][1].nfe_backward < runs[False][1].nfe_backward  # 60 vs 66 here
     for a, b in zip(runs[True][0], runs[False][0]):
         assert torch.allclose(a, b, atol=1e-4)
 

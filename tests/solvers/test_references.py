@@ -1,11 +1,13 @@
-"""Solutions agree with analytic solutions, scipy's DOP853 and torchdiffeq."""
+"""Solutions agree with analytic solutions, scipy's DOP853 and torchdiffeq.
+
+scipy and torchdiffeq are dev dependencies: each test that needs one skips on its own, so the
+analytic tests run without them."""
 
 import math
 
 import numpy as np
 import pytest
 import torch
-from scipy.integrate import solve_ivp
 
 import nodezoo
 from nodezoo.solvers import SolveStats, odeint
@@ -44,6 +46,8 @@ PROBLEMS = {
 
 
 def _scipy(f, y0, times):
+    solve_ivp = pytest.importorskip("scipy.integrate").solve_ivp
+
     def rhs(t, y):
         with torch.no_grad():
             return f(torch.tensor(t), torch.from_numpy(y)).numpy()
@@ -151,12 +155,10 @@ def test_jump_t_handles_a_discontinuity_exactly():
     assert abs(float(ys[-1])) < 1e-6  # step_t lands on t=1 but does not know f jumps there
 
 
-torchdiffeq = pytest.importorskip("torchdiffeq")
-
-
 @pytest.mark.parametrize("problem", sorted(PROBLEMS))
 @pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-9])
 def test_dopri5_matches_torchdiffeq_with_no_more_evaluations(problem, tol):
+    torchdiffeq = pytest.importorskip("torchdiffeq")
     f, y0, t_end = PROBLEMS[problem]
     calls = {"n": 0}
 
@@ -178,6 +180,7 @@ def test_dopri5_matches_torchdiffeq_with_no_more_evaluations(problem, tol):
 
 
 def test_backend_torchdiffeq_runs_the_same_config():
+    pytest.importorskip("torchdiffeq")
     f, y0, _ = PROBLEMS["van_der_pol"]
     y0 = torch.tensor(y0, dtype=torch.float64)
     t = torch.linspace(0, 3, 5, dtype=torch.float64)

@@ -18,18 +18,19 @@ def _matrix(tab):
     return A
 
 
-def _order_conditions(tab, b):
-    """Residuals of the classical order conditions up to min(order, 5)."""
+def _order_conditions(tab, b, order=None):
+    """Residuals of the classical order conditions up to min(order, 5) (default: tab.order)."""
     c, A = np.asarray(tab.c), _matrix(tab)
+    order = tab.order if order is None else order
     conds = [(b.sum(), 1.0)]
-    if tab.order >= 2:
+    if order >= 2:
         conds += [(b @ c, 1 / 2)]
-    if tab.order >= 3:
+    if order >= 3:
         conds += [(b @ c**2, 1 / 3), (b @ A @ c, 1 / 6)]
-    if tab.order >= 4:
+    if order >= 4:
         conds += [(b @ c**3, 1 / 4), (b @ (c * (A @ c)), 1 / 8)]
         conds += [(b @ A @ c**2, 1 / 12), (b @ A @ A @ c, 1 / 24)]
-    if tab.order >= 5:
+    if order >= 5:
         conds += [(b @ c**4, 1 / 5), (b @ (c**2 * (A @ c)), 1 / 10), (b @ (c * (A @ c**2)), 1 / 15)]
         conds += [(b @ (c * (A @ A @ c)), 1 / 30), (b @ (A @ c) ** 2, 1 / 20)]
         conds += [(b @ A @ c**3, 1 / 20), (b @ A @ (c * (A @ c)), 1 / 40)]
@@ -45,6 +46,12 @@ def test_row_sums_and_order_conditions(name):
     assert max(_order_conditions(tab, np.asarray(tab.b))) < 1e-11
     if tab.adaptive:
         assert abs(sum(tab.b_error)) < 1e-12  # both solutions are consistent
+        # the embedded solution has the order the step-size controller assumes
+        b_low = np.asarray(tab.b) - np.asarray(tab.b_error)
+        low = tab.control_order - 1
+        assert max(_order_conditions(tab, b_low, low)) < 1e-11
+        if low < 5:  # and no higher, or the estimate would shrink faster than assumed
+            assert max(_order_conditions(tab, b_low, low + 1)) > 1e-6
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(METHODS) if METHODS[n].fsal])
