@@ -23,7 +23,7 @@ import torch
 import yaml
 from torch import nn
 
-from .errors import RunFileError
+from .errors import NodezooError, RunFileError
 from .nn import ODEBlock
 from .weights import load_state_strict
 
@@ -170,21 +170,30 @@ def model_class_path(
     return None
 
 
-def import_model_class(class_path: str) -> type:
-    """``nodezoo.models.x.Class`` -> the class; only classes of this package."""
+def import_nodezoo_class(
+    class_path: str, what: str, error: type[NodezooError] = RunFileError
+) -> type:
+    """``nodezoo.x.Class`` -> the class, for class paths read from files (recipes, run configs,
+    checkpoints): only classes of this package, so a downloaded file cannot run foreign code.
+    ``what`` names the path in errors ("the model class"), raised as ``error``."""
     if not class_path.startswith(TRUSTED_PREFIX):
-        raise RunFileError(
-            f"refusing to import {class_path!r}: not a nodezoo class (a file may only name "
-            "classes of this package)."
+        raise error(
+            f"refusing to import {what} {class_path!r}: not a nodezoo class (a file may only "
+            "name classes of this package)."
         )
     module, _, name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
-        raise RunFileError(f"the model class {class_path!r} does not exist.") from None
+        raise error(f"{what} {class_path!r} does not exist.") from None
     if not isinstance(cls, type):  # a function would be called with the file's arguments
-        raise RunFileError(f"the model class {class_path!r} is not a class.")
+        raise error(f"{what} {class_path!r} is not a class.")
     return cls
+
+
+def import_model_class(class_path: str) -> type:
+    """``nodezoo.models.x.Class`` -> the class; only classes of this package."""
+    return import_nodezoo_class(class_path, "the model class")
 
 
 def model_from_checkpoint(checkpoint: Mapping[str, Any], cls: type) -> nn.Module:

@@ -13,7 +13,6 @@ metrics.json records ``test/seed`` is evaluated with that seed unless told other
 from __future__ import annotations
 
 import copy
-import importlib
 import itertools
 import os
 from collections.abc import Mapping
@@ -27,7 +26,13 @@ from ..data.spirals import Spirals, make_spirals, spiral_batch
 from ..models.cnf import evaluate_nll
 from ..nn.recurrent import masked_rmse
 from ..progress import progress
-from ..runs import MODEL_PARAMS, TEST_NFE_FORWARD, count_parameters, ode_blocks
+from ..runs import (
+    MODEL_PARAMS,
+    TEST_NFE_FORWARD,
+    count_parameters,
+    import_nodezoo_class,
+    ode_blocks,
+)
 from .errors import ZooError
 from .folder import ARCHITECTURE_KEY, RECIPE_NAME, read_config, read_metrics, read_recipe
 from .pretrained import from_pretrained, resolve_ref
@@ -49,29 +54,13 @@ __all__ = [
 # The paper's Table 2 columns: predictive RMSE with 30, 50 and 100 observed points.
 SPIRALS_N_OBS = (30, 50, 100)
 
-# Recipes are downloaded files: only classes from this package may be built from them.
-TRUSTED_PREFIX = "nodezoo."
-
 
 def datamodule_class(recipe: Mapping[str, Any]) -> type:
     """The data module class the recipe names (only nodezoo classes)."""
     data = recipe.get("data")
     if not isinstance(data, Mapping) or "class_path" not in data:
         raise ZooError("the recipe has no data.class_path, so the test data is unknown.")
-    class_path = str(data["class_path"])
-    if not class_path.startswith(TRUSTED_PREFIX):
-        raise ZooError(
-            f"the recipe's data class {class_path!r} is not a nodezoo class; refusing to import "
-            "code named by a downloaded file."
-        )
-    module, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise ZooError(f"the recipe's data class {class_path!r} does not exist.") from None
-    if not isinstance(cls, type):  # a function would be called with the file's arguments
-        raise ZooError(f"the recipe's data class {class_path!r} is not a class.")
-    return cls
+    return import_nodezoo_class(str(data["class_path"]), "the recipe's data class", ZooError)
 
 
 def build_datamodule(recipe: Mapping[str, Any], **overrides: Any):
