@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..nn import ODEBlock
+from ..nn.regularisation import RegularisationConfig, steer_end_time
 from ..solvers import SolverConfig
 from ..zoo.pretrained import PretrainedMixin
 
@@ -198,6 +199,15 @@ class CNFDynamics(nn.Module):
         dz, div, _ = self.field_and_divergence(t, z)
         return dz, -div
 
+    def field_and_regularisers(self, t: torch.Tensor, state, terms):
+        """RNODE's integrands beside the density ODE (:mod:`nodezoo.nn.regularisation`'s hook
+        for tuple states): ``||f||²`` and ``||∂f/∂z||_F²`` per sample, the latter from the trace's
+        own product (exact, or Hutchinson's with the trace's ``ε``)."""
+        z = state[0]
+        dz, div, frobenius = self.field_and_divergence(t, z)
+        rates = {"kinetic": dz.pow(2).sum(-1), "jacobian": frobenius}
+        return (dz, -div), {name: rates[name] for name in terms}
+
 
 class CNF(PretrainedMixin, pl.LightningModule):
     """A continuous normalizing flow on ``dim``-dimensional data (see the module docstring).
@@ -212,6 +222,10 @@ class CNF(PretrainedMixin, pl.LightningModule):
     runs on ``u = (x - shift) / scale`` (per dimension; buffers saved with the weights, taken
     from the data module's ``standardization()`` when fitting starts), and densities include
     the exact Jacobian ``-Σ log scale``, so NLLs stay in the data's units.
+    ``regularisation``: RNODE/STEER (``{"kinetic": w, "jacobian": w, "steer": b}``, see
+    :mod:`nodezoo.nn.regularisation`), training only: the weighted integrals of ``||f||²`` and
+    ``||∂f/∂z||_F²`` along ``log_prob``'s solve join the loss (the Frobenius term reuses the
+    trace's product), and STEER draws each batch's ``T`` from ``[t1 - b, t1 + b]``.
 
     A zoo model (architecture ``cnf``): ``CNF.from_pretrained("cnf-checkerboard")``,
     ``save_pretrained``, ``push_to_hub``.
@@ -233,6 +247,7 @@ class CNF(PretrainedMixin, pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         lr_schedule: str = "constant",
+        regularisation: dict | None = None,
     ):
         super().__init__()
         for name, value, choices in (
@@ -248,11 +263,22 @@ class CNF(PretrainedMixin, pl.LightningModule):
         if quantization_levels is not None and quantization_levels < 2:
             raise ValueError(f"quantization_levels must be >= 2, got {quantization_levels}.")
         solver_config = SolverConfig.from_dict(DEFAULT_SOLVER | (solver or {}))
+        reg = RegularisationConfig.from_dict(regularisation)
+        if reg.steer >= t1:
+            raise ValueError(
+                f"STEER's half-width steer={reg.steer} must be smaller than t1={t1}, or the "
+                "integration time could reach 0."
+            )
         self.save_hyperparameters()
         self.hparams.solver = solver_config.to_dict()  # fully resolved, plain data
+        self.hparams.regularisation = reg.to_dict() if reg.active else None
 
         self.dynamics = CNFDynamics(ConcatSquashField(dim, hidden, layers, activation))
-        self.ode = ODEBlock(self.dynamics, solver=solver_config, t0=0.0, t1=t1)
+        # The block integrates RNODE's terms; STEER moves T, which log_prob passes as data.
+        integrals = RegularisationConfig(kinetic=reg.kinetic, jacobian=reg.jacobian)
+        self.ode = ODEBlock(
+            self.dynamics, solver=solver_config, t0=0.0, t1=t1, regularisation=integrals
+        )
         self.register_buffer("data_shift", torch.zeros(dim))
         self.register_buffer("data_scale", torch.ones(dim))
 
@@ -279,7 +305,10 @@ class CNF(PretrainedMixin, pl.LightningModule):
         self.dynamics.noise = None if exact else draw_noise(x, self.hparams.noise)
         u = (x - self.data_shift) / self.data_scale
         delta0 = x.new_zeros(x.shape[0])
-        z, delta = self.ode((u, delta0), self._times(self.hparams.t1, 0.0, x))
+        t1 = self.hparams.t1
+        if self.training and self.hparams.regularisation:  # STEER: a random T in training
+            t1 = steer_end_time(t1, self.hparams.regularisation["steer"])
+        z, delta = self.ode((u, delta0), self._times(t1, 0.0, x))
         return standard_normal_log_prob(z[-1]) - delta[-1] - self.data_scale.log().sum()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -348,7 +377,8 @@ class CNF(PretrainedMixin, pl.LightningModule):
         x = self._batch(batch)
         nll = -self.log_prob(x).mean()
         self.log("train/loss", nll, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(x))
-        return nll
+        reg = self.ode.regularisation_loss  # its integrals: SolverStatsMonitor's reg/*
+        return nll if reg is None else nll + reg
 
     def _evaluate(self, batch, stage: str) -> None:
         x = self._batch(batch)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..solvers import SolverConfig, SolveStats, solve
-from .regularisation import RegularisationConfig, solve_regularised
+from .regularisation import RegularisationConfig, solve_regularised, steer_end_time
 
 
 class ODEBlock(nn.Module):
@@ -108,9 +108,7 @@ class ODEBlock(nn.Module):
 
     def _end_time(self, reg: RegularisationConfig) -> float:
         """``t1``, or in training with STEER a draw from ``[t1 - b, t1 + b]``."""
-        if reg.steer == 0:
-            return self.t1
-        return self.t1 + reg.steer * (2 * float(torch.rand(())) - 1)
+        return steer_end_time(self.t1, reg.steer, self.t0)
 
     def extra_repr(self) -> str:
         s = self.solver

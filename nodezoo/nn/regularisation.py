@@ -18,6 +18,12 @@ suite's MLP field) to integrate a penalty more precisely than the loss needs. Le
 forward pass takes exactly the steps the unregularised solve of the same field takes. The
 adjoint's backward solve takes no norm through ``solve``: there ``r`` sits in the state part of
 the solver's own norm, among ``B x state`` entries of ``z``; its adjoint is constant.
+
+Tuple states (a CNF's ``(z, log-density change)``): the generic integrands would not know which
+part is "the" state, so such a field says it itself through a ``field_and_regularisers(t,
+state, terms)`` method returning ``(d state/dt, {term: per-sample rate})``. A CNF's dynamics
+already form ``eps^T df/dz`` for Hutchinson's trace, so its Jacobian term reuses that product
+and that ``eps``, as RNODE does, instead of paying for a second one.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from ..solvers import SolverConfig, SolveStats, solve
+from ..solvers.step_control import rms_norm
 
 TERMS = ("kinetic", "jacobian")
 
@@ -120,8 +127,13 @@ class RegularisedField:
         self.direction = direction
         self.probe = probe
 
-    def __call__(self, t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
-        z, _ = state
+    def __call__(self, t: torch.Tensor, state: tuple[torch.Tensor, ...]):
+        inner = state[0] if len(state) == 2 else state[:-1]
+        if hasattr(self.field, "field_and_regularisers"):
+            f, rates = self.field.field_and_regularisers(t, inner, self.terms)
+            r_dot = torch.stack([rates[name] for name in self.terms])
+            return (*(f if isinstance(f, tuple) else (f,)), r_dot * self.direction)
+        z = inner
         if "jacobian" not in self.terms:
             f = self.field(t, z)
             rates = {"kinetic": _per_sample_sum(f)}
@@ -144,10 +156,23 @@ class RegularisedField:
         return f, r_dot * self.direction
 
 
-def _state_norm(state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """RMS norm of the ODE state alone: the regulariser channels are not error-controlled."""
-    z = state[0]
-    return torch.linalg.vector_norm(z) / math.sqrt(max(z.numel(), 1))
+def _state_norm(state: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The solver's default norm of the ODE state alone (every part but the last: RMS, the
+    largest over the parts of a tuple): the regulariser channels are not error-controlled, and
+    the state is measured exactly as in the unregularised solve."""
+    return torch.stack([rms_norm(part) for part in state[:-1]]).max()
+
+
+def steer_end_time(t1: float, half_width: float, t0: float = 0.0) -> float:
+    """STEER's end time: uniform in ``[t1 - b, t1 + b]`` (``t1`` itself when ``b = 0``)."""
+    if half_width == 0:
+        return t1
+    if not 0 < half_width < abs(t1 - t0):
+        raise ValueError(
+            f"STEER's half-width b={half_width} must be smaller than the time span "
+            f"|t1 - t0| = {abs(t1 - t0)}, or the end time could pass t0."
+        )
+    return t1 + half_width * (2 * float(torch.rand(())) - 1)
 
 
 def solve_regularised(
@@ -161,26 +186,35 @@ def solve_regularised(
     stats: SolveStats,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``solve`` with the integrals of ``terms`` (``kinetic``/``jacobian``) as extra state.
+    ``y0`` is a tensor, or a tuple when ``field`` has ``field_and_regularisers``.
 
     Returns the states at ``t`` (as ``solve`` would) and each integral over the whole of ``t``
     averaged over the batch (0-d tensors that carry gradients in every gradient mode).
     """
-    if not isinstance(y0, torch.Tensor):
+    is_tuple = isinstance(y0, tuple)
+    if is_tuple and not hasattr(field, "field_and_regularisers"):
         raise TypeError(
-            "Regularised solves need a single-tensor state; this block's state is a "
-            f"{type(y0).__name__}. Turn the regularisation off for it."
+            "Regularised solves need a single-tensor state, or a field with a "
+            "field_and_regularisers(t, state, terms) method that says which part is the state; "
+            f"this block's state is a tuple and its {type(field).__name__} has no such method. "
+            "Turn the regularisation off for it."
+        )
+    if not is_tuple and not isinstance(y0, torch.Tensor):
+        raise TypeError(
+            f"The state must be a tensor or a tuple of tensors, got {type(y0).__name__}."
         )
     unknown = sorted(set(terms) - set(TERMS))
     if unknown or not terms:
         raise ValueError(f"terms must be a non-empty subset of {TERMS}, got {list(terms)}.")
-    batch_shape = y0.shape[:1] if y0.dim() >= 2 else ()
-    r0 = y0.new_zeros((len(terms), *batch_shape))
+    z0 = y0[0] if is_tuple else y0
+    batch_shape = z0.shape[:1] if z0.dim() >= 2 else ()
+    r0 = z0.new_zeros((len(terms), *batch_shape))
     direction = 1.0 if float(t[-1]) >= float(t[0]) else -1.0
-    probe = rademacher_like(y0) if "jacobian" in terms else None
+    probe = rademacher_like(z0) if "jacobian" in terms and not is_tuple else None
     augmented = RegularisedField(field, terms, direction, probe)
-    ys, rs = solve(
-        augmented, (y0, r0), t, config, params=params, stats=stats,
+    *ys, rs = solve(
+        augmented, (*(y0 if is_tuple else (y0,)), r0), t, config, params=params, stats=stats,
         options={"norm": _state_norm},
     )  # fmt: skip
     integrals = rs[-1].reshape(len(terms), -1).mean(1)
-    return ys, dict(zip(terms, integrals, strict=True))
+    return (tuple(ys) if is_tuple else ys[0]), dict(zip(terms, integrals, strict=True))

@@ -310,3 +310,120 @@ def test_standardized_model_is_the_same_flow_in_data_units():
         model.set_standardization(shift, -scale)
     with pytest.raises(ValueError, match="standardize=False"):
         plain.set_standardization(shift, scale)
+
+
+# ---- RNODE and STEER on the CNF (the regularisation of nodezoo.nn.regularisation) ----
+
+
+def regularised_linear_cnf(regularisation: dict, gradient: str = "adjoint", t1: float = 0.8):
+    """The linear-field CNF of ``linear_cnf`` with ``regularisation`` (same field, seed 0)."""
+    model = CNF(dim=2, t1=t1, solver={"gradient": gradient, **TIGHT}, regularisation=regularisation)
+    model = model.double()
+    model.dynamics.field = linear_cnf(2, t1, gradient).dynamics.field
+    return model
+
+
+def test_rnode_integrals_of_a_linear_flow_match_their_closed_forms():
+    """f = A z: along log_prob's solve z(t) = exp(A (t - T)) x, so the kinetic integral is
+    int_0^T ||A exp(A (t - T)) x||^2 dt (quadrature) and, with the exact trace, the Frobenius
+    integral is T ||A||_F^2; the density itself is the unregularised one."""
+    from scipy.integrate import quad_vec
+    from scipy.linalg import expm
+
+    t1 = 0.8
+    model = regularised_linear_cnf({"kinetic": 1.0, "jacobian": 1.0})
+    plain = linear_cnf(2, t1)
+    x = torch.randn(6, 2, dtype=torch.float64)
+    log_p = model.log_prob(x, trace="exact")  # training mode: the integrals ride along
+    torch.testing.assert_close(log_p, plain.log_prob(x, trace="exact"), rtol=0, atol=1e-9)
+    assert model.ode.nfe_forward == plain.ode.nfe_forward  # the channels take no extra steps
+
+    a = model.dynamics.field.a.detach().numpy()
+    xs = x.numpy()
+
+    def kinetic_rate(t):
+        z = xs @ expm(a * (t - t1)).T
+        return (((z @ a.T) ** 2).sum(1)).mean()
+
+    kinetic, _ = quad_vec(kinetic_rate, 0.0, t1, epsabs=1e-13, epsrel=1e-12)
+    regs = model.ode.regularisers
+    assert regs["kinetic"].item() == pytest.approx(float(kinetic), rel=1e-7)
+    assert regs["jacobian"].item() == pytest.approx(t1 * (a**2).sum(), rel=1e-9)
+    expected_loss = 1.0 * float(kinetic) + 1.0 * t1 * (a**2).sum()
+    assert model.ode.regularisation_loss.item() == pytest.approx(expected_loss, rel=1e-7)
+
+
+def test_rnode_frobenius_term_reuses_the_hutchinson_trace_noise():
+    """With Hutchinson's trace the Frobenius integrand is ||eps^T A||^2 for the trace's own eps
+    (RNODE's shared probe), so the integral is T * mean ||eps^T A||^2 exactly."""
+    model = regularised_linear_cnf({"jacobian": 1.0})
+    x = torch.randn(5, 2, dtype=torch.float64)
+    model.log_prob(x, trace="hutchinson")
+    eps = model.dynamics.noise
+    a = model.dynamics.field.a.detach()
+    expected = 0.8 * (eps @ a).pow(2).sum(1).mean()
+    assert set(eps.unique().tolist()) <= {-1.0, 1.0}
+    assert model.ode.regularisers["jacobian"].item() == pytest.approx(expected.item(), rel=1e-9)
+
+
+def test_regularised_cnf_gradients_agree_across_modes():
+    x = torch.randn(8, 2, dtype=torch.float64)
+    grads = {}
+    for gradient in ("backprop", "adjoint", "checkpoint"):
+        torch.manual_seed(0)  # same weights and the same Hutchinson noise
+        model = CNF(
+            dim=2, hidden=16, layers=2, trace="hutchinson", solver={"gradient": gradient, **TIGHT},
+            regularisation={"kinetic": 0.5, "jacobian": 0.25},
+        ).double()  # fmt: skip
+        loss = -model.log_prob(x).mean() + model.ode.regularisation_loss
+        loss.backward()
+        grads[gradient] = torch.cat([p.grad.flatten() for p in model.parameters()])
+    for gradient in ("adjoint", "checkpoint"):
+        torch.testing.assert_close(grads[gradient], grads["backprop"], rtol=1e-6, atol=1e-8)
+    torch.manual_seed(0)
+    unregularised = CNF(dim=2, hidden=16, layers=2, trace="hutchinson", solver=TIGHT).double()
+    (-unregularised.log_prob(x).mean()).backward()
+    plain = torch.cat([p.grad.flatten() for p in unregularised.parameters()])
+    assert not torch.allclose(plain, grads["backprop"])  # the regulariser does pull
+
+
+def test_steer_draws_t_in_training_and_keeps_it_at_evaluation():
+    t1, b = 0.8, 0.3
+    model = regularised_linear_cnf({"steer": b}, t1=t1)
+    x = torch.randn(4, 2, dtype=torch.float64)
+    torch.manual_seed(5)
+    drawn = t1 + b * (2 * float(torch.rand(())) - 1)
+    torch.manual_seed(5)
+    log_p = model.log_prob(x, trace="exact")
+    torch.testing.assert_close(log_p, linear_cnf(2, drawn).log_prob(x, trace="exact"))
+    assert model.ode.regularisation_loss is None  # STEER alone adds no loss term
+    model.eval()
+    torch.testing.assert_close(
+        model.log_prob(x), linear_cnf(2, t1).log_prob(x, trace="exact"), rtol=0, atol=1e-12
+    )
+
+
+def test_regularisation_is_training_only_and_checked():
+    model = regularised_linear_cnf({"kinetic": 1.0}).eval()
+    model.log_prob(torch.randn(3, 2, dtype=torch.float64))
+    assert model.ode.regularisers == {} and model.ode.regularisation_loss is None
+    with pytest.raises(ValueError, match=r"steer=1\.0 must be smaller than t1=1\.0"):
+        CNF(dim=2, regularisation={"steer": 1.0})
+    with pytest.raises(ValueError, match="Unknown regularisation setting"):
+        CNF(dim=2, regularisation={"kinetc": 1.0})
+    assert CNF(dim=2, regularisation={"kinetic": 0.1}).hparams.regularisation == {
+        "kinetic": 0.1, "jacobian": 0.0, "steer": 0.0
+    }  # fmt: skip
+
+
+def test_training_step_adds_the_weighted_integrals_to_the_nll(monkeypatch):
+    model = regularised_linear_cnf({"kinetic": 0.5, "jacobian": 2.0})
+    monkeypatch.setattr(model, "log", lambda *args, **kwargs: None)
+    x = torch.randn(6, 2, dtype=torch.float64)
+    torch.manual_seed(1)
+    loss = model.training_step(x, 0)
+    regs = model.ode.regularisers
+    torch.manual_seed(1)
+    nll = -model.log_prob(x).mean()
+    expected = nll + 0.5 * regs["kinetic"] + 2.0 * regs["jacobian"]
+    torch.testing.assert_close(loss, expected)
