@@ -7,6 +7,9 @@ Contenders (``--models``):
 * ``nodezoo-cnf`` — :class:`nodezoo.models.CNF` with its defaults (FFJORD: adjoint gradients);
 * ``nodezoo-cnf-ckpt`` — the same with ``gradient="checkpoint"``, the mode closest to zuko's
   adaptive-checkpoint adjoint (exact gradients of the discrete solve);
+* ``nodezoo-cnf-rnode`` — ``nodezoo-cnf`` trained with RNODE's kinetic-energy and Jacobian
+  penalties (``--rnode KINETIC JACOBIAN``, Finlay et al. 2020's 0.01 each by default): the same
+  model with and without the regularisation, to measure the NFE it saves and the NLL it costs;
 * ``zuko-cnf`` — ``zuko.flows.CNF``, the peer CNF implementation;
 * ``zuko-nsf`` / ``zuko-maf`` — zuko's neural spline flow and masked autoregressive flow.
 
@@ -69,7 +72,9 @@ from nodezoo.data.density import (
 )
 from nodezoo.models.cnf import CNF, nats_to_bits_per_dim
 
-MODELS = ("nodezoo-cnf", "nodezoo-cnf-ckpt", "zuko-cnf", "zuko-nsf", "zuko-maf")
+MODELS = (
+    "nodezoo-cnf", "nodezoo-cnf-ckpt", "nodezoo-cnf-rnode", "zuko-cnf", "zuko-nsf", "zuko-maf"
+)  # fmt: skip
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -148,7 +153,8 @@ def closest_width(build: Callable[[int], nn.Module], target: int) -> int:
     return min(range(4, 1025), key=lambda h: abs(count(build(h)) - target))
 
 
-def nodezoo_cnf(data: Data, args, gradient: str) -> Contender:
+def nodezoo_cnf(data: Data, args, gradient: str, rnode: bool = False) -> Contender:
+    kinetic, jacobian = args.rnode if rnode else (0.0, 0.0)
     model = CNF(
         dim=data.dim,
         hidden=args.hidden,
@@ -157,12 +163,15 @@ def nodezoo_cnf(data: Data, args, gradient: str) -> Contender:
         noise="gaussian",
         solver={"rtol": args.tol, "atol": args.tol, "gradient": gradient},
         standardize=data.scale is not None,
+        regularisation={"kinetic": kinetic, "jacobian": jacobian},
     )
     if data.scale is not None:
         model.set_standardization(data.shift, data.scale)
 
-    def nll(x):
-        return -model.log_prob(x)
+    def nll(x):  # the training loss per sample: with RNODE, its penalty joins every sample's
+        out = -model.log_prob(x)
+        penalty = model.ode.regularisation_loss if model.training else None
+        return out if penalty is None else out + penalty
 
     def eval_nll(x):
         return -model.log_prob(x, trace="exact")
@@ -170,7 +179,7 @@ def nodezoo_cnf(data: Data, args, gradient: str) -> Contender:
     def nfe():
         return model.ode.nfe_forward, model.ode.nfe_backward
 
-    name = "nodezoo-cnf" if gradient == "adjoint" else "nodezoo-cnf-ckpt"
+    name = "nodezoo-cnf" + ("-rnode" if rnode else "" if gradient == "adjoint" else "-ckpt")
     return Contender(name, model, nll, eval_nll, nfe)
 
 
@@ -231,6 +240,8 @@ def build(name: str, data: Data, args) -> Contender:
         return nodezoo_cnf(data, args, "adjoint")
     if name == "nodezoo-cnf-ckpt":
         return nodezoo_cnf(data, args, "checkpoint")
+    if name == "nodezoo-cnf-rnode":
+        return nodezoo_cnf(data, args, "adjoint", rnode=True)
     target = count(nodezoo_cnf(data, args, "adjoint").model)
     if name == "zuko-cnf":
         return zuko_cnf(data, args, target)
@@ -340,7 +351,11 @@ def markdown(result: dict, args) -> str:
     ours, peer = result["rows"].get("nodezoo-cnf"), result["rows"].get("zuko-cnf")
     if ours and peer:
         lines = []
-        for key, label in (("nodezoo-cnf", "adjoint"), ("nodezoo-cnf-ckpt", "checkpoint")):
+        for key, label in (
+            ("nodezoo-cnf", "adjoint"),
+            ("nodezoo-cnf-ckpt", "checkpoint"),
+            ("nodezoo-cnf-rnode", "adjoint + RNODE"),
+        ):
             r = result["rows"].get(key)
             if r is None:
                 continue
@@ -367,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--tol", type=float, default=1e-5, help="rtol = atol of both CNFs")
+    parser.add_argument(
+        "--rnode", nargs=2, type=float, default=(0.01, 0.01), metavar=("KINETIC", "JACOBIAN"),
+        help="RNODE weights of nodezoo-cnf-rnode",
+    )  # fmt: skip
     parser.add_argument("--n-test", type=int, default=5000, help="2-D test points")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -387,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.hidden} x {args.layers}, dopri5 rtol = atol = {args.tol}; torch "
         f"{torch.__version__}, {args.threads} thread(s); {machine_description()}."
     )
+    if "nodezoo-cnf-rnode" in args.models:
+        header += f" RNODE weights: kinetic {args.rnode[0]}, Jacobian {args.rnode[1]}."
     print(header, flush=True)
     results = {"header": header, "args": vars(args), "datasets": []}
     command = " ".join(sys.argv[1:] if argv is None else argv)
