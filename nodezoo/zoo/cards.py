@@ -101,6 +101,36 @@ MODEL_INDEX_METRICS = {
     "test/nll": ("nll", "test nll (nats)"),
     "test/bits_per_dim": ("bits_per_dim", "test bits per dimension"),
 }
+# Tasks the Hub has as pipeline tags; a family whose task is not one (a CNF's
+# "density-estimation") gets the Hub's catch-all "other" and keeps its task among the tags.
+HUB_PIPELINE_TAGS = frozenset({"image-classification", "time-series-forecasting"})
+# What each task's models are for and what to watch for, beyond what every card says.
+INTENDED_USE = {
+    "image-classification": (
+        "Research and teaching: comparing neural-ODE classifiers with their discrete peers on "
+        "{dataset} (accuracy against solver cost, memory and time), and as a starting point for "
+        "fine-tuning with `pretrained:` in a nodezoo recipe."
+    ),
+    "time-series-forecasting": (
+        "Research and teaching: comparing latent ODEs with recurrent baselines on {dataset} "
+        "(predictive error against solver cost, memory and time) and on irregularly sampled "
+        "series of your own."
+    ),
+    "density-estimation": (
+        "Research and teaching: comparing continuous normalizing flows with discrete flows on "
+        "{dataset} (test NLL against solver cost, memory and time), densities (`log_prob`) "
+        "and samples (`sample`), and as initial weights for a flow trained on similar data."
+    ),
+}
+TASK_LIMITATIONS = {
+    "density-estimation": [
+        "- `log_prob` in evaluation mode takes the exact trace of the Jacobian: one "
+        "vector-Jacobian product per dimension and evaluation, so its cost grows with the "
+        "dimension (the card's NLL is exact, not Hutchinson's estimate).",
+        "- A flow's density is only meaningful for data prepared like the training data "
+        "(same scale and, for discrete data, the same dequantisation).",
+    ],
+}
 # Where the results in model-index come from: the command that recomputes them from the weights.
 EVAL_SOURCE = "nodezoo evaluate"
 HUB_URL = "https://huggingface.co"
@@ -162,7 +192,7 @@ def _front_matter(name, entry, metrics, dataset, base_model, repo_id) -> str:
         model_name=name if results else None,  # the model-index entry's name
         library_name="nodezoo",
         license="mit",
-        pipeline_tag=entry.task,
+        pipeline_tag=entry.task if entry.task in HUB_PIPELINE_TAGS else "other",
         tags=["nodezoo", "neural-ode", "pytorch", "pytorch-lightning", entry.task],
         datasets=[dataset_id] if dataset_id else None,
         base_model=hub_id(base_model),
@@ -260,8 +290,7 @@ def render_card(
         lines += [f"Headline: {label} = {fmt(metrics[headline])} ({entry.direction}).", ""]
     if picture:
         lines += [
-            f"![{name}: the learned density beside the data, samples, and how points "
-            f"flow from the base Gaussian over t]({picture})",
+            f"![{name}: {entry.picture_caption}]({picture})",
             "",
         ]
     if base_model:
@@ -317,9 +346,9 @@ def render_card(
     lines += [
         "## Intended use",
         "",
-        f"Research and teaching: comparing neural-ODE models with their discrete peers on "
-        f"{dataset[0]} (accuracy or error against solver cost, memory and time), and as a "
-        "starting point for fine-tuning with `pretrained:` in a nodezoo recipe.",
+        INTENDED_USE.get(entry.task, INTENDED_USE["image-classification"]).format(
+            dataset=dataset[0]
+        ),
         "",
         "## Limitations",
         "",
@@ -327,6 +356,7 @@ def render_card(
         "(see Use). Other domains are out of scope.",
         "- ODE blocks use an adaptive solver: the cost per input (NFE) varies with the input, "
         "and changing the solver tolerances at inference changes the outputs slightly.",
+        *TASK_LIMITATIONS.get(entry.task, []),
         "- Memory figures on CPU are whole-process high-water marks; the saved-for-backward "
         "figure is the one to compare between models.",
         "",

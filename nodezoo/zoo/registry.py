@@ -45,10 +45,12 @@ class ZooArchitecture:
     ``model_class`` and ``evaluate`` are ``"module:attribute"`` import paths. ``headline_metric``
     is the metrics.json key that ``list_models`` and the card lead with; ``preferred_headlines``
     are keys that take its place in a folder that has them (a CNF on digits leads with bits/dim,
-    one on 2-D data with its NLL); ``higher_is_better`` says which way they point. ``task`` is the
-    Hugging Face pipeline tag. ``head`` is the attribute holding the classifier head (left out
-    when fine-tuning to new classes). ``picture``: optional ``"module:attribute"`` of
-    ``fn(model, datamodule, path)`` that draws the card's picture at publishing.
+    one on 2-D data with its NLL); ``higher_is_better`` says which way they point. ``task``
+    names what the family does: the card's Hugging Face pipeline tag where the Hub has that
+    task, else a tag. ``head`` is the attribute holding the classifier head (left out when
+    fine-tuning to new classes). ``picture``: optional ``"module:attribute"`` of
+    ``fn(model, datamodule, path)`` that draws the card's picture at publishing;
+    ``picture_caption`` says what it shows (the card's alt text).
     """
 
     name: str
@@ -61,6 +63,7 @@ class ZooArchitecture:
     head: str = "head"
     preferred_headlines: tuple[str, ...] = ()
     picture: str | None = None
+    picture_caption: str = "the model's figure"
 
     def headline(self, metrics: dict[str, Any]) -> str:
         """The key a folder with ``metrics`` leads with."""
@@ -175,5 +178,9 @@ register(
         higher_is_better=False,
         preferred_headlines=("test/bits_per_dim",),
         picture="nodezoo.models.cnf_plots:card_picture",
+        picture_caption=(
+            "the learned density beside the data, samples, and how points flow from the base "
+            "Gaussian over t"
+        ),
     )
 )

@@ -77,7 +77,11 @@ def test_publish_writes_folder_picture_and_honest_card(published):
     assert f"| Test NLL (nats per example, exact trace) | {metrics['test/nll']:.4g} |" in card
     for fact in ("bash model_cards/build_density.sh", "| Training seed | 0 |", "test CPU"):
         assert fact in card
-    assert "pipeline_tag: density-estimation" in card
+    # not a Hub pipeline task: the catch-all tag, with the task among the tags
+    assert "pipeline_tag: other" in card and "- density-estimation" in card
+    assert "continuous normalizing flows with discrete flows" in card  # a CNF's use, not a
+    assert "accuracy" not in card.lower()  # classifier's
+    assert "exact trace of the Jacobian" in card
     assert "model.log_prob(x)" in card
 
 
