@@ -47,7 +47,8 @@ def _check_state(y0: State) -> tuple[list[torch.Tensor], bool]:
                 f"All parts of a tuple state must share dtype and device: y0[0] is "
                 f"{parts[0].dtype} on {parts[0].device}, {name} is {p.dtype} on {p.device}."
             )
-    if not all(bool(torch.isfinite(p).all()) for p in parts):  # one check per solve
+    # One check per solve, on detached values: isfinite would otherwise record abs() for autograd.
+    if not all(bool(torch.isfinite(p.detach()).all()) for p in parts):
         raise NonFiniteInitialState(_non_finite_report(parts, is_tuple))
     return parts, is_tuple
 
@@ -55,7 +56,7 @@ def _check_state(y0: State) -> tuple[list[torch.Tensor], bool]:
 def _non_finite_report(parts: list[torch.Tensor], is_tuple: bool) -> str:
     """How many entries of y0 (of which part) are NaN or infinite, and where to look."""
     found = []
-    for i, p in enumerate(parts):
+    for i, p in enumerate(p.detach() for p in parts):
         nan = int(torch.isnan(p).sum())
         inf = int(torch.isinf(p).sum())
         if nan or inf:

@@ -265,3 +265,15 @@ def test_several_bad_settings_are_reported_together():
 def test_odeint_dense_checks_tolerances_too():
     with pytest.raises(SolverConfigError, match="rtol and atol are both 0"):
         nodezoo.odeint_dense(lambda t, y: -y, torch.ones(2), T[0], T[1], rtol=0.0, atol=0.0)
+
+
+def test_y0_check_records_nothing_for_autograd():
+    """The finiteness check must not add to the activation memory: isfinite on a tensor that
+    requires grad would save it (through abs) for a backward that never comes."""
+    from nodezoo.solvers.odeint import _check_state
+
+    saved = []
+    y0 = (torch.ones(3, requires_grad=True), torch.ones(2, requires_grad=True))
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        _check_state(y0)
+    assert saved == []
