@@ -120,7 +120,9 @@ def _test_set_label(rows: Sequence[dict[str, Any]]) -> str:
     limits = {str(r.get("test_batches", "all")) for r in rows}
     if limits == {"all"}:
         return "the whole test set"
-    return f"the first {', '.join(sorted(limits - {'all'}))} test batches only (--limit-batches)"
+    counts = sorted(limits - {"all"})
+    batches = "batch" if counts == ["1"] else "batches"
+    return f"the first {', '.join(counts)} test {batches} only (--limit-batches)"
 
 
 def _nudge(index: int, count: int) -> float:

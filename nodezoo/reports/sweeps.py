@@ -101,9 +101,9 @@ def tolerance_sweep(
     ``limit_batches`` (``test_batches`` is then that limit, else ``"all"``); other records are
     skipped (and said so through ``log``)."""
     test_batches = "all" if limit_batches is None else limit_batches
-    on = (
-        "the whole test set" if limit_batches is None else f"the first {limit_batches} test batches"
-    )
+    on = "the whole test set"
+    if limit_batches is not None:
+        on = f"the first {limit_batches} test batch{'es' if limit_batches != 1 else ''}"
     rows = []
     for record in records:
         loaded = load_model_and_recipe(record, recipe_path)
