@@ -96,3 +96,16 @@ def test_readme_compare_section_matches_the_command():
     assert {"table.md", "tolerance_sweep.png", "tolerance_sweep.csv"} <= files
     for name in files:
         assert f'"{name}"' in sources, f"README names {name}, which compare does not write"
+
+
+def test_readme_solver_table_names_solver_config_settings():
+    """The solver table's step-control row names ``SolverConfig``'s ``max_steps``; torchdiffeq's
+    ``max_num_steps`` appears only as the ``odeint`` option it is."""
+    import dataclasses
+
+    import nodezoo
+
+    (row,) = [line for line in README.read_text().splitlines() if line.startswith("| step control")]
+    assert "`max_steps`" in row
+    assert "max_steps" in {f.name for f in dataclasses.fields(nodezoo.SolverConfig)}
+    assert row.count("max_num_steps") == row.count('options={"max_num_steps"')
