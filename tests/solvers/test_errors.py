@@ -174,6 +174,10 @@ NON_FINITE_SOLVES = {
     "odeint_adjoint": lambda f, y0, t: nodezoo.odeint_adjoint(f, y0, t),
     "checkpoint": _solve_checkpoint,
     "odeint_dense": lambda f, y0, t: nodezoo.odeint_dense(f, y0, t[0], t[-1]),
+    "scipy_solver": lambda f, y0, t: odeint(f, y0, t, method="scipy_solver"),
+    "torchdiffeq backend": lambda f, y0, t: nodezoo.solve(
+        f, y0, t, SolverConfig(backend="torchdiffeq", gradient="backprop")
+    ),
 }
 
 
