@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
@@ -44,11 +45,11 @@ class SolverConfig:
     backend: Backend = "native"
 
     def __post_init__(self):
-        problems = self.problems()
+        problems = self._problems()
         if problems:
             raise invalid_settings(problems)
 
-    def problems(self) -> list[str]:
+    def _problems(self) -> list[str]:
         """Every invalid setting, one sentence each (so a config is fixed in one go)."""
         problems = []
         for name in ("method", "adjoint_method"):
@@ -58,6 +59,7 @@ class SolverConfig:
                     get_method(value)
                 except SolverConfigError as err:
                     problems.append(str(err))
+        methods_known = not problems
         if self.gradient not in GRADIENTS:
             problems.append(f"gradient={self.gradient!r} is not one of {', '.join(GRADIENTS)}.")
         if self.backend not in BACKENDS:
@@ -73,11 +75,10 @@ class SolverConfig:
             value = getattr(self, name)
             if value is not None and not (_is_number(value) and value > 0):
                 problems.append(f"{name} must be positive, got {value!r}.")
-        if not (isinstance(self.max_steps, int) and self.max_steps >= 1):
-            problems.append(
-                f"max_steps must be a whole number of at least 1, got {self.max_steps!r}."
-            )
-        if not problems:
+        steps = self.max_steps
+        if not (_is_number(steps) and float(steps).is_integer() and steps >= 1):
+            problems.append(f"max_steps must be a whole number of at least 1, got {steps!r}.")
+        if methods_known and None not in tolerances.values():
             problems += self._zero_tolerance_problems(tolerances)
         return problems
 
@@ -153,7 +154,8 @@ def invalid_settings(problems: list[str]) -> SolverConfigError:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real number (numpy's too), not a bool, a string or a container."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _tolerance_values(value: Any) -> list[float] | None:

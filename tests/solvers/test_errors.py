@@ -260,6 +260,10 @@ def test_several_bad_settings_are_reported_together():
     ):
         assert cause in message
     assert len(info.value.problems) == 6
+    with pytest.raises(SolverConfigError) as info:  # zero tolerances beside another mistake
+        SolverConfig(rtol=0.0, atol=0.0, gradient="magic")
+    assert "2 solver settings are invalid" in str(info.value)
+    assert "rtol and atol are both 0" in str(info.value)
     with pytest.raises(SolverConfigError) as info:  # unknown keys and bad values at once
         SolverConfig.from_dict({"rtoll": 1e-3, "max_steps": "many"})
     assert "Unknown solver setting(s) ['rtoll']" in str(info.value)
