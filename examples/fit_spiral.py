@@ -4,13 +4,14 @@ The true dynamics are dy/dt = A y**3 with a rotation-like A. A small MLP vector 
 them from 1000 observed points, trained through the adjoint method; the script prints the loss,
 the forward/backward NFE and writes a plot of the fitted trajectory.
 
-    python examples/fit_spiral.py [--iters 300] [--gradient adjoint] [--out spiral.png]
+    python examples/fit_spiral.py [--iters 300] [--gradient adjoint] [--out outputs/spiral_fit.png]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -45,7 +46,9 @@ def main(argv=None) -> tuple[float, float]:
     p.add_argument("--batch-size", type=int, default=20)
     p.add_argument("--gradient", default="adjoint", choices=["adjoint", "backprop", "checkpoint"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="spiral_fit.png", help="plot path ('' to skip)")
+    p.add_argument(
+        "--out", default="outputs/spiral_fit.png", help="plot path ('' to skip; git-ignored)"
+    )
     args = p.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -88,8 +91,10 @@ def main(argv=None) -> tuple[float, float]:
         ax.plot(full[:, 0, 0], full[:, 0, 1], "b--", label="neural ODE")
         ax.legend()
         ax.set_title(f"{args.iters} iterations, {args.gradient} gradients")
-        fig.savefig(args.out, dpi=100)
-        print(f"wrote {args.out}")
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        print(f"wrote the plot to {path.resolve()}")
     return initial_loss, full_loss
 
 

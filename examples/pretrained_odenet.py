@@ -1,18 +1,21 @@
 """Load a pretrained ODE-Net from the zoo, evaluate it on the Fashion-MNIST test set, and show
 how its predictions form along the ODE trajectory.
 
-    python examples/pretrained_odenet.py [--model odenet-fashion-mnist] [--out odenet_demo.png]
+    python examples/pretrained_odenet.py [--model odenet-fashion-mnist] [--out PATH]
 
 Prints test accuracy, loss and NFE per forward pass (recomputed from the weights with
 ``nodezoo.zoo.evaluate``, the same numbers the model card reports) and writes a figure: test
-images with their predicted and true labels, and the class probabilities of each as the
-features flow from t=0 to t=1 through the ODE block.
+images with their predicted and true labels, and the probability of the top class (and of the
+true class when they differ) as the features flow from t=0 to t=1 through the ODE block. The
+figure goes to ``outputs/odenet_demo.png`` (``outputs/`` is git-ignored) unless ``--out`` says
+otherwise; the script prints where.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -31,7 +34,9 @@ def main(argv=None) -> dict:
     p.add_argument("--data-dir", default=None, help="override the recipe's data_dir")
     p.add_argument("--limit-batches", type=int, default=None, help="evaluate on fewer batches")
     p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--out", default="odenet_demo.png", help="figure path ('' to skip)")
+    p.add_argument(
+        "--out", default="outputs/odenet_demo.png", help="figure path ('' to skip; git-ignored)"
+    )
     args = p.parse_args(argv)
 
     start = time.perf_counter()
@@ -51,16 +56,17 @@ def main(argv=None) -> dict:
         f"{metrics.get('test/nfe_forward', 0):.1f}  ({time.perf_counter() - start:.0f}s)"
     )
     if args.out:
-        _plot(model, args, args.out)
-        print(f"wrote {args.out}")
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _plot(model, args, path)
+        print(f"wrote the figure to {path.resolve()}")
     return metrics
 
 
-def _plot(model, args, path: str) -> None:
+def _plot(model, args, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     datamodule = build_datamodule(
         recipe_of(args.model), data_dir=args.data_dir, batch_size=8, num_workers=0
@@ -72,24 +78,40 @@ def _plot(model, args, path: str) -> None:
     with torch.no_grad():
         probs = model.logits_along_trajectory(x, t).softmax(-1)  # (T, B, classes)
     names = FASHION_CLASSES if probs.shape[-1] == 10 else [str(i) for i in range(probs.shape[-1])]
-    n = x.shape[0]
-    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.6))
-    for i in range(n):
-        pred = int(probs[-1, i].argmax())
-        axes[0, i].imshow(x[i, 0], cmap="gray")
-        axes[0, i].set_title(f"{names[pred]}\n(true {names[int(y[i])]})", fontsize=8,
-                             color="green" if pred == int(y[i]) else "red")  # fmt: skip
-        axes[0, i].axis("off")
-        axes[1, i].plot(t, probs[:, i, int(y[i])], "g-", label="true class")
-        axes[1, i].plot(t, probs[:, i].max(-1).values, "k:", label="top class")
-        axes[1, i].set_ylim(0, 1.02)
-        axes[1, i].set_xlabel("ODE time t", fontsize=8)
-        axes[1, i].tick_params(labelsize=7)
-    axes[1, 0].set_ylabel("probability", fontsize=8)
-    axes[1, 0].legend(fontsize=6, loc="upper left")
-    fig.suptitle(f"{args.model}: predictions form along the ODE trajectory", fontsize=10)
-    fig.tight_layout()
+    fig = demo_figure(x, y, t, probs, names, title=args.model)
     fig.savefig(path, dpi=100)
+
+
+def demo_figure(x, y, t, probs, names, *, title: str):
+    """Top row: the images, titled with the predicted (and true) class; bottom row: the
+    probability of the predicted class along t, and of the true class where it differs, each
+    named in the panel's legend."""
+    import matplotlib.pyplot as plt
+
+    n = x.shape[0]
+    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 5.2), squeeze=False)
+    for i in range(n):
+        pred, true = int(probs[-1, i].argmax()), int(y[i])
+        right = pred == true
+        top, bottom = axes[0, i], axes[1, i]
+        top.imshow(x[i, 0], cmap="gray")
+        top.set_title(f"predicted {names[pred]}\n(true {names[true]})", fontsize=9,
+                      color="green" if right else "red")  # fmt: skip
+        top.set_xticks([])
+        top.set_yticks([])
+        label = f"{names[pred]} (top, true)" if right else f"{names[pred]} (top)"
+        bottom.plot(t, probs[:, i, pred], "-", color="green" if right else "red", label=label)
+        if not right:
+            bottom.plot(t, probs[:, i, true], "g--", label=f"{names[true]} (true)")
+        bottom.set_ylim(0, 1.02)
+        bottom.set_xlabel("ODE time t", fontsize=9)
+        bottom.tick_params(labelsize=8)
+        bottom.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    axes[0, 0].set_ylabel("test image", fontsize=9)
+    axes[1, 0].set_ylabel("class probability", fontsize=9)
+    fig.suptitle(f"{title}: predictions form along the ODE trajectory", fontsize=11)
+    fig.tight_layout()
+    return fig
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
-"""The main-job example runs end to end (a few iterations) and learns something."""
+"""The examples run end to end, learn something, and write legible figures where git ignores
+them."""
 
 import importlib.util
+import subprocess
 from pathlib import Path
+
+import torch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fit_spiral.py"
 
@@ -16,3 +20,64 @@ def test_fit_spiral_runs_and_writes_a_plot(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "NFE fwd" in printed and "bwd" in printed
     assert after < 0.8 * before
+
+
+def _load(name: str):
+    path = EXAMPLE.parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_figure_legend_names_the_top_class_and_rows_are_labelled():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    demo = _load("pretrained_odenet")
+    names = demo.FASHION_CLASSES
+    t = torch.linspace(0, 1, 5)
+    logits = torch.zeros(5, 3, 10)
+    logits[:, 0, 7] = torch.linspace(0, 5, 5)  # right: Sneaker, true Sneaker
+    logits[:, 1, 2] = torch.linspace(0, 5, 5)  # wrong: Pullover, true Coat
+    logits[:, 2, 9] = torch.linspace(0, 5, 5)  # right: Ankle boot
+    y = torch.tensor([7, 4, 9])
+    fig = demo.demo_figure(torch.rand(3, 1, 28, 28), y, t, logits.softmax(-1), names, title="m")
+    axes = fig.axes
+    assert len(axes) == 6
+    images, curves = axes[:3], axes[3:]
+    expected = [
+        ["Sneaker (top, true)"],
+        ["Pullover (top)", "Coat (true)"],
+        ["Ankle boot (top, true)"],
+    ]
+    for ax, labels in zip(curves, expected, strict=True):
+        legend = ax.get_legend()
+        assert legend is not None, "every probability panel names its classes"
+        assert [text.get_text() for text in legend.get_texts()] == labels
+        assert min(text.get_fontsize() for text in legend.get_texts()) >= 8
+        assert ax.get_xlabel() == "ODE time t"
+    assert images[0].get_ylabel() and curves[0].get_ylabel() == "class probability"
+    assert "predicted Pullover" in images[1].get_title() and "true Coat" in images[1].get_title()
+
+
+def test_pretrained_demo_writes_its_figure_where_git_ignores_it(
+    tmp_path, monkeypatch, capsys, tiny_fashion_dir
+):
+    demo = _load("pretrained_odenet")
+    monkeypatch.chdir(tmp_path)
+    argv = ["--data-dir", str(tiny_fashion_dir), "--limit-batches", "1", "--batch-size", "8"]
+    demo.main(argv)
+    figure = tmp_path / "outputs" / "odenet_demo.png"
+    assert figure.stat().st_size > 1000
+    assert str(figure) in capsys.readouterr().out  # it says where
+    repo = EXAMPLE.parents[1]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "outputs/odenet_demo.png", "outputs/spiral_fit.png"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert len(ignored.stdout.split()) == 2, "outputs/ must be in .gitignore"
+    for name in ("pretrained_odenet", "fit_spiral"):
+        assert '"outputs/' in (EXAMPLE.parent / f"{name}.py").read_text()

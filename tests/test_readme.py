@@ -72,3 +72,40 @@ def test_readme_result_tables_are_the_reports_own():
     assert readme_tables, "the README's 'Shipped models' section has no tables"
     for table in readme_tables:
         assert table in report_tables, f"README table not found in reports/: {table[:3]}"
+
+
+def test_readme_compare_section_matches_the_command():
+    """The README explains ``nodezoo compare``: its command parses with the real options, names
+    the zoo's models, and every output file it names is one the command writes."""
+    import shlex
+
+    from nodezoo.reports.commands import _parser
+    from nodezoo.zoo import list_models
+
+    text = README.read_text()
+    assert "### Comparing models and runs: `nodezoo compare`" in text, "no compare section"
+    section = text.split("`nodezoo compare`", 2)[-1].split("\n## ", 1)[0]
+    (command,) = re.findall(r"```bash\n(nodezoo compare .*?)\n```", section)
+    args = _parser().parse_args(shlex.split(command)[2:])
+    shipped = {model["name"] for model in list_models()}
+    assert all(name in shipped for name in args.inputs), args.inputs
+    assert args.limit_batches is None  # the section says: the whole test set by default
+    sources = "".join(p.read_text() for p in (README.parent / "nodezoo" / "reports").glob("*.py"))
+    outputs = section.split("It prints", 1)[-1]  # inputs (summary.json ...) come before
+    files = set(re.findall(r"`([a-z_]+\.(?:png|csv|md|json))`", outputs))
+    assert {"table.md", "tolerance_sweep.png", "tolerance_sweep.csv"} <= files
+    for name in files:
+        assert f'"{name}"' in sources, f"README names {name}, which compare does not write"
+
+
+def test_readme_solver_table_names_solver_config_settings():
+    """The solver table's step-control row names ``SolverConfig``'s ``max_steps``; torchdiffeq's
+    ``max_num_steps`` appears only as the ``odeint`` option it is."""
+    import dataclasses
+
+    import nodezoo
+
+    (row,) = [line for line in README.read_text().splitlines() if line.startswith("| step control")]
+    assert "`max_steps`" in row
+    assert "max_steps" in {f.name for f in dataclasses.fields(nodezoo.SolverConfig)}
+    assert row.count("max_num_steps") == row.count('options={"max_num_steps"')

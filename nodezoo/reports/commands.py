@@ -53,8 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--limit-batches",
         type=_batch_limit,
-        default=4,
-        help="test batches per tolerance (default 4: a quick look) or 'all' (the whole test set)",
+        default=None,
+        help="test batches per tolerance in the tolerance sweep (default 'all': the whole test "
+        "set; a number is a quicker, partial look, and the plot and CSV say so)",
     )
     parser.add_argument("--data-dir", help="data folder for re-evaluation (overrides the recipe)")
     parser.add_argument("--batch-size", type=int, help="test batch size for re-evaluation")

@@ -23,10 +23,13 @@ __all__ = [
     "plot_nfe_backward_vs_forward",
     "plot_nfe_vs_epoch",
     "plot_tolerance_sweep",
+    "tolerance_sweep_figure",
 ]
 
 DPI = 120
 MARKERS = "osD^v<>p*h"  # series that coincide (adjoint and checkpoint memory) stay visible
+NUDGE_DECADES = 0.03  # tolerance-sweep series apart on the log axis: about 7% per series
+LINESTYLES = ("-", "--", "-.", ":")  # a dashed line over a solid one shows both
 
 
 def _series(record: RunRecord, key: str) -> tuple[list, list]:
@@ -112,26 +115,61 @@ def plot_nfe_backward_vs_forward(records: Sequence[RunRecord], out: Path) -> Pat
     return _save(fig, out / "nfe_backward_vs_forward.png")
 
 
+def _test_set_label(rows: Sequence[dict[str, Any]]) -> str:
+    """What the sweep was evaluated on: the whole test set, or the first batches of it."""
+    limits = {str(r.get("test_batches", "all")) for r in rows}
+    if limits == {"all"}:
+        return "the whole test set"
+    counts = sorted(limits - {"all"})
+    batches = "batch" if counts == ["1"] else "batches"
+    return f"the first {', '.join(counts)} test {batches} only (--limit-batches)"
+
+
+def _nudge(index: int, count: int) -> float:
+    """A factor that spreads ``count`` series apart on a log axis (a few % each), so lines that
+    coincide stay visible; 1 for a single series."""
+    return 10 ** (NUDGE_DECADES * (index - (count - 1) / 2)) if count > 1 else 1.0
+
+
 def plot_tolerance_sweep(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
-    """Figure 3a/b: NFE and test accuracy against the solver tolerance used at test time."""
-    if not rows:
-        return None
-    fig = Figure(figsize=(10, 4))
+    """Figure 3a/b (``tolerance_sweep_figure``) as ``tolerance_sweep.png``."""
+    return _save(tolerance_sweep_figure(rows), out / "tolerance_sweep.png") if rows else None
+
+
+def tolerance_sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
+    """Figure 3a/b: NFE and test accuracy against the solver tolerance used at test time. The
+    title says which test data; each series has its own marker and line style and, with several
+    series, a small offset along the tolerance axis (the legend says so), so coinciding lines
+    stay apart."""
+    fig = Figure(figsize=(10, 4.4))
     ax_nfe, ax_acc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for name in dict.fromkeys(r["name"] for r in rows):
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    for index, name in enumerate(names):
         mine = sorted((r for r in rows if r["name"] == name), key=lambda r: r["tolerance"])
-        tol = [r["tolerance"] for r in mine]
-        ax_nfe.plot(tol, [r["test/nfe_forward"] for r in mine], "o-", label=name)
-        ax_acc.plot(tol, [r["test/acc"] for r in mine], "o-", label=name)
+        tol = [r["tolerance"] * _nudge(index, len(names)) for r in mine]
+        samples = mine[0].get("test/samples")
+        label = f"{name} ({samples:,} images)" if samples else name
+        style = {
+            "linestyle": LINESTYLES[index % len(LINESTYLES)],
+            "marker": MARKERS[index % len(MARKERS)],
+            "fillstyle": "none",
+            "markersize": 8 - index % 3,
+            "label": label,
+        }
+        ax_nfe.plot(tol, [r["test/nfe_forward"] for r in mine], **style)
+        ax_acc.plot(tol, [r["test/acc"] for r in mine], **style)
+    apart = f"models offset {NUDGE_DECADES:g} decade apart in x, so equal lines stay visible"
+    note = apart if len(names) > 1 else None
     for ax, ylabel in ((ax_nfe, "NFE per forward pass"), (ax_acc, "test accuracy")):
         ax.set_xscale("log")
         ax.invert_xaxis()  # tighter tolerance to the right
         ax.set(xlabel="rtol = atol", ylabel=ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", title=note, title_fontsize="x-small")
     ax_nfe.set_title("Cost vs tolerance (Fig. 3a)")
     ax_acc.set_title("Accuracy vs tolerance (Fig. 3b)")
-    return _save(fig, out / "tolerance_sweep.png")
+    fig.suptitle(f"Test-time tolerance sweep on {_test_set_label(rows)}", fontsize="medium")
+    return fig
 
 
 def plot_memory_vs_nfe(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:

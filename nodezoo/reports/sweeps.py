@@ -1,8 +1,8 @@
 """Measurements ``nodezoo compare`` makes itself: the paper's Figure 3a/b and its memory claim.
 
-- ``tolerance_sweep``: re-evaluate trained ODE models (checkpoints, zoo folders) on a limited
-  test set at several solver tolerances (rtol = atol), setting each ``ODEBlock``'s solver: test
-  accuracy and NFE per forward pass against tolerance.
+- ``tolerance_sweep``: re-evaluate trained ODE models (checkpoints, zoo folders) on the test set
+  (or its first batches) at several solver tolerances (rtol = atol), setting each ``ODEBlock``'s
+  solver: test accuracy and NFE per forward pass against tolerance.
 - ``memory_sweep``: one training step of a small ODE-Net with each gradient mode at several
   tolerances, and of ResNet/RevNet at several depths, on a random batch, measuring the bytes
   autograd saves for backward with the same meter as ``ResourceMonitor``. Seconds on a CPU.
@@ -46,6 +46,7 @@ __all__ = [
 
 GRADIENTS = ("backprop", "adjoint", "checkpoint")
 DEPTH_BACKBONES = ("resnet", "revnet")
+SWEEP_METRICS = ("test/acc", "test/nfe_forward", "test/loss", "test/samples")
 # The model class of a checkpoint whose run recorded none (runs made with a plain Trainer).
 DEFAULT_MODEL_CLASS = "nodezoo.models.classifier.ImageClassifier"
 
@@ -89,14 +90,20 @@ def tolerance_sweep(
     records: Sequence[RunRecord],
     tolerances: Sequence[float],
     *,
-    limit_batches: int | None = 4,
+    limit_batches: int | None = None,
     data_dir: str | None = None,
     batch_size: int | None = None,
     recipe_path: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Rows ``{name, model, tolerance, test/acc, test/nfe_forward, test/loss}`` for each ODE
-    model with weights; other records are skipped (and said so through ``log``)."""
+    """Rows ``{name, model, tolerance, test/acc, test/nfe_forward, test/loss, test/samples,
+    test_batches}`` for each ODE model with weights, on the whole test set unless
+    ``limit_batches`` (``test_batches`` is then that limit, else ``"all"``); other records are
+    skipped (and said so through ``log``)."""
+    test_batches = "all" if limit_batches is None else limit_batches
+    on = "the whole test set"
+    if limit_batches is not None:
+        on = f"the first {limit_batches} test batch{'es' if limit_batches != 1 else ''}"
     rows = []
     for record in records:
         loaded = load_model_and_recipe(record, recipe_path)
@@ -106,6 +113,7 @@ def tolerance_sweep(
         if not ode_blocks(model):
             log(f"tolerance sweep: {record.name} has no ODE block; skipped.")
             continue
+        log(f"tolerance sweep: {record.name} at {len(tolerances)} tolerance(s) on {on}")
         for tolerance in tolerances:
             set_tolerance(model, tolerance)
             try:
@@ -124,7 +132,8 @@ def tolerance_sweep(
                     "name": record.name,
                     "model": record.model,
                     "tolerance": tolerance,
-                    **{k: metrics.get(k) for k in ("test/acc", "test/nfe_forward", "test/loss")},
+                    **{k: metrics.get(k) for k in SWEEP_METRICS},
+                    "test_batches": test_batches,
                 }
             )
     return rows

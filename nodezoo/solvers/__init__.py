@@ -14,6 +14,7 @@ from .dense import odeint_dense
 from .errors import (
     MaxStepsExceeded,
     NewtonFailed,
+    NonFiniteInitialState,
     NonFiniteState,
     SolverConfigError,
     SolverError,
@@ -31,6 +32,7 @@ __all__ = [
     "MaxStepsExceeded",
     "MethodSpec",
     "NewtonFailed",
+    "NonFiniteInitialState",
     "NonFiniteState",
     "SolveStats",
     "SolverConfig",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
@@ -44,27 +45,69 @@ class SolverConfig:
     backend: Backend = "native"
 
     def __post_init__(self):
-        get_method(self.method)
-        if self.adjoint_method is not None:
-            get_method(self.adjoint_method)
+        problems = self._problems()
+        if problems:
+            raise invalid_settings(problems)
+
+    def _problems(self) -> list[str]:
+        """Every invalid setting, one sentence each (so a config is fixed in one go)."""
+        problems = []
+        for name in ("method", "adjoint_method"):
+            value = getattr(self, name)
+            if value is not None or name == "method":
+                try:
+                    get_method(value)
+                except SolverConfigError as err:
+                    problems.append(str(err))
+        methods_known = not problems
         if self.gradient not in GRADIENTS:
-            raise SolverConfigError(
-                f"gradient={self.gradient!r} is not one of {', '.join(GRADIENTS)}."
-            )
+            problems.append(f"gradient={self.gradient!r} is not one of {', '.join(GRADIENTS)}.")
         if self.backend not in BACKENDS:
-            raise SolverConfigError(
-                f"backend={self.backend!r} is not one of {', '.join(BACKENDS)}."
-            )
+            problems.append(f"backend={self.backend!r} is not one of {', '.join(BACKENDS)}.")
+        tolerances = {}
         for name in ("rtol", "atol", "adjoint_rtol", "adjoint_atol"):
             value = getattr(self, name)
-            values = value.tolist() if hasattr(value, "tolist") else value
-            values = values if isinstance(values, (list, tuple)) else [values]
-            if value is not None and not all(v >= 0 for v in values):
-                raise SolverConfigError(f"{name} must be non-negative, got {value}.")
-        if self.step_size is not None and not self.step_size > 0:
-            raise SolverConfigError(f"step_size must be positive, got {self.step_size}.")
-        if self.max_steps < 1:
-            raise SolverConfigError(f"max_steps must be at least 1, got {self.max_steps}.")
+            if value is not None:
+                tolerances[name] = _tolerance_values(value)
+                if tolerances[name] is None:
+                    problems.append(_bad_tolerance(name, value))
+        for name in ("step_size", "first_step"):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and value > 0):
+                problems.append(f"{name} must be positive, got {value!r}.")
+        steps = self.max_steps
+        if not (_is_number(steps) and float(steps).is_integer() and steps >= 1):
+            problems.append(f"max_steps must be a whole number of at least 1, got {steps!r}.")
+        if methods_known and None not in tolerances.values():
+            problems += self._zero_tolerance_problems(tolerances)
+        return problems
+
+    def _zero_tolerance_problems(self, tolerances: dict) -> list[str]:
+        """An adaptive method sizes steps by error / (atol + rtol |y|): with both 0 (for some
+        entry) no step is ever small enough. The adjoint's pair is checked where it is set or
+        runs another method; otherwise it is the forward pair."""
+        checks = [("rtol", "atol", self.method, self.adaptive)]
+        if self.gradient == "adjoint":
+            method = self.adjoint_method or self.method
+            adaptive = self.step_size is None and get_method(method).adaptive
+            checks.append(("adjoint_rtol", "adjoint_atol", method, adaptive))
+        problems = []
+        for r_name, a_name, method, adaptive in checks:
+            inherited = r_name not in tolerances and a_name not in tolerances
+            if not adaptive or (inherited and problems):
+                continue
+            entry = _both_zero(
+                tolerances.get(r_name, tolerances["rtol"]),
+                tolerances.get(a_name, tolerances["atol"]),
+            )
+            if entry is not None:
+                where = f" (entry {entry})" if entry >= 0 else ""
+                problems.append(
+                    f"{r_name} and {a_name} are both 0{where}: adaptive method {method!r} cannot "
+                    f"control the error against a zero tolerance. Give {a_name} > 0 (absolute "
+                    f"error) or {r_name} > 0 (relative), or set step_size for fixed steps."
+                )
+        return problems
 
     @property
     def adaptive(self) -> bool:
@@ -89,8 +132,64 @@ class SolverConfig:
             )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
-        if unknown:
-            raise SolverConfigError(
-                f"Unknown solver setting(s) {unknown}; valid keys are {sorted(known)}."
-            )
-        return cls(**data)
+        if not unknown:
+            return cls(**data)
+        problems = [f"Unknown solver setting(s) {unknown}; valid keys are {sorted(known)}."]
+        try:
+            cls(**{k: v for k, v in data.items() if k in known})
+        except SolverConfigError as err:
+            problems += getattr(err, "problems", [str(err)])
+        raise invalid_settings(problems)
+
+
+def invalid_settings(problems: list[str]) -> SolverConfigError:
+    """One error for all ``problems``: a single one as it is, several as a list."""
+    if len(problems) == 1:
+        err = SolverConfigError(problems[0])
+    else:
+        listed = "".join(f"\n  - {p}" for p in problems)
+        err = SolverConfigError(f"{len(problems)} solver settings are invalid:{listed}")
+    err.problems = list(problems)
+    return err
+
+
+def _is_number(value: Any) -> bool:
+    """A real number (numpy's too), not a bool, a string or a container."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _tolerance_values(value: Any) -> list[float] | None:
+    """The tolerance's values (one, or one per tuple entry), or None when it is not a valid
+    tolerance: non-negative numbers or a tensor of them."""
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if values and all(_is_number(v) and v >= 0 for v in values):
+        return [float(v) for v in values]
+    return None
+
+
+def _both_zero(rtols: list[float], atols: list[float]) -> int | None:
+    """The first entry whose rtol and atol are both 0 (-1 for scalar tolerances), else None;
+    a single value stands for every entry."""
+    n = max(len(rtols), len(atols))
+    if len(rtols) not in (1, n) or len(atols) not in (1, n):
+        return None  # a length mismatch is the solve's error to report, with the state's parts
+    for i in range(n):
+        if rtols[min(i, len(rtols) - 1)] == 0 and atols[min(i, len(atols) - 1)] == 0:
+            return i if n > 1 else -1
+    return None
+
+
+def _bad_tolerance(name: str, value: Any) -> str:
+    message = (
+        f"{name} must be a non-negative number (or one per tuple entry), got {value!r} "
+        f"({type(value).__name__})."
+    )
+    mantissa, e, exponent = value.partition("e") if isinstance(value, str) else ("", "", "")
+    if e and mantissa.lstrip("+-").isdigit() and exponent.lstrip("+-").isdigit():
+        message += (
+            f" YAML 1.1 (PyYAML) reads {value} as text; write {mantissa}.0e{exponent} "
+            "(a dot in the mantissa) or pass a float."
+        )
+    return message

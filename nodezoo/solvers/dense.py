@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from .config import SolverConfig
 from .errors import SolverConfigError
 from .methods import get_method
 from .odeint import _check_state, _time_dtype, _tolerance
@@ -43,6 +44,7 @@ def odeint_dense(
             f"odeint_dense needs an adaptive Runge–Kutta method (dopri5, tsit5 ...), "
             f"not {spec.name!r}."
         )
+    SolverConfig(method=spec.name, rtol=rtol, atol=atol, gradient="backprop")  # checks them
     opts = parse_options(options, method=spec.name, adaptive=True)
     if "step_size" in opts.loop:
         raise SolverConfigError("odeint_dense takes adaptive steps: drop step_size.")

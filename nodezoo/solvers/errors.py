@@ -34,3 +34,11 @@ class NewtonFailed(SolverError):
 
 class SolverConfigError(ValueError):
     """Invalid solver settings or inputs (shapes, dtypes, devices, times, options)."""
+
+
+class NonFiniteInitialState(SolverConfigError, NonFiniteState):
+    """y0 holds NaN or infinite values: refused before solving. A ``SolverConfigError`` (bad
+    input), and a ``NonFiniteState`` for code that catches a diverging state."""
+
+    def __init__(self, message: str):
+        NonFiniteState.__init__(self, message)

@@ -7,13 +7,14 @@ backend, adds gradients with respect to the times, and records statistics.
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 
 from .config import SolverConfig
-from .errors import SolverConfigError
+from .errors import NonFiniteInitialState, SolverConfigError
 from .events import combined_event_fn, with_event_gradient
 from .gradients import AdjointSettings, AdjointSolve, CheckpointSolve, FlatProblem, tuple_norm
 from .methods import MethodSpec, get_method
@@ -47,7 +48,40 @@ def _check_state(y0: State) -> tuple[list[torch.Tensor], bool]:
                 f"All parts of a tuple state must share dtype and device: y0[0] is "
                 f"{parts[0].dtype} on {parts[0].device}, {name} is {p.dtype} on {p.device}."
             )
+    if not all(_all_finite(p) for p in parts):  # one check per solve
+        raise NonFiniteInitialState(_non_finite_report(parts, is_tuple))
     return parts, is_tuple
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """Whether every entry is finite: a finite sum proves it (NaN and inf propagate), at a
+    twentieth of ``isfinite(x).all()``'s cost; only a non-finite sum (or an overflow) looks
+    entry by entry. Detached, so nothing is recorded for autograd."""
+    total = x.detach().sum()
+    if math.isfinite(total.abs() if total.is_complex() else total):
+        return True
+    return bool(torch.isfinite(x.detach()).all())
+
+
+def _non_finite_report(parts: list[torch.Tensor], is_tuple: bool) -> str:
+    """How many entries of y0 (of which part) are NaN or infinite, and where to look."""
+    found = []
+    for i, p in enumerate(p.detach() for p in parts):
+        nan = int(torch.isnan(p).sum())
+        inf = int(torch.isinf(p).sum())
+        if nan or inf:
+            counts = " and ".join(
+                f"{n} {kind}" for n, kind in ((nan, "NaN"), (inf, "infinite")) if n
+            )
+            found.append(
+                f"{f'y0[{i}] has ' if is_tuple else ''}{counts} of its {p.numel()} "
+                f"{'entry' if p.numel() == 1 else 'entries'}"
+            )
+    return (
+        f"y0 is not finite: {'; '.join(found)}, so no solve can start from it. Check the initial "
+        "state before solving; in a model, check the input data and the layers before the ODE "
+        "block (a diverging run makes them NaN: lower the learning rate or clip gradients)."
+    )
 
 
 def _check_times(t: torch.Tensor, y: torch.Tensor) -> list[float]:
@@ -211,13 +245,13 @@ def solve(
     if stats is None:
         stats = SolveStats()
     _set_last(stats)
+    parts, is_tuple = _check_state(y0)
     if config.backend == "torchdiffeq":
         if event_fn is not None:
             raise SolverConfigError("event_fn needs backend='native'.")
         from .backends import solve_torchdiffeq
 
         return solve_torchdiffeq(func, y0, t, config, params=params, stats=stats, options=options)
-    parts, is_tuple = _check_state(y0)
     y_ref = parts[0]
     times = _check_times(t, y_ref)
     if event_fn is not None and len(times) != 2:

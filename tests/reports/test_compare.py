@@ -273,17 +273,23 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     assert "expected a number of batches or 'all', got 'most'" in capsys.readouterr().err
 
 
-def test_zoo_folder_is_compared_and_reevaluated(runs, tmp_path):
-    """A zoo folder (metrics.json + weights + recipe) is a table row, and its ODE model is
-    re-evaluated at each tolerance from its own recipe's test data."""
+@pytest.fixture(scope="module")
+def tiny_zoo_folder(runs, tmp_path_factory) -> Path:
+    """The tiny ODE-Net run saved as a zoo folder (weights, metrics, recipe)."""
     from nodezoo.zoo import save_folder
 
     run_dir = runs["odenet"]
     model = ImageClassifier.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     metrics = {k: v for k, v in _summary(run_dir).items() if k != "history"}
-    folder = save_folder(
-        model, tmp_path / "tiny-odenet", metrics=metrics, recipe=run_dir / "config.yaml"
-    )
+    folder = tmp_path_factory.mktemp("zoo") / "tiny-odenet"
+    return save_folder(model, folder, metrics=metrics, recipe=run_dir / "config.yaml")
+
+
+def test_zoo_folder_is_compared_and_reevaluated(tiny_zoo_folder, tmp_path):
+    """A zoo folder (metrics.json + weights + recipe) is a table row, and its ODE model is
+    re-evaluated at each tolerance from its own recipe's test data."""
+    folder = tiny_zoo_folder
+    metrics = json.loads((folder / "metrics.json").read_text())
     out = tmp_path / "out"
     args = [str(folder), "--out", str(out), "--tolerances", "1e-2", "--limit-batches", "1"]
     assert main_compare(args) == 0
@@ -301,3 +307,49 @@ def test_zoo_folder_is_compared_and_reevaluated(runs, tmp_path):
     full = evaluate(folder)
     assert float(sweep["test/acc"]) == pytest.approx(full["test/acc"])
     assert float(sweep["test/loss"]) == pytest.approx(full["test/loss"], rel=1e-5)
+
+
+def test_tolerance_sweep_covers_the_whole_test_set_by_default(tiny_zoo_folder, tmp_path, capsys):
+    """32 test images in batches of 4: every one of the 8 batches, and the CSV and log say so."""
+    out = tmp_path / "out"
+    args = [str(tiny_zoo_folder), "--out", str(out), "--tolerances", "1e-2", "--batch-size", "4"]
+    assert main_compare(args) == 0
+    (sweep,) = _read_csv(out / "tolerance_sweep.csv")
+    assert int(sweep["test/samples"]) == 32 and sweep["test_batches"] == "all"
+    assert "tolerance sweep: tiny-odenet at 1 tolerance(s) on the whole test set" in (
+        capsys.readouterr().out
+    )
+
+
+def test_limited_tolerance_sweep_is_labelled(compared):
+    rows = _read_csv(compared / "tolerance_sweep.csv")
+    assert {r["test_batches"] for r in rows} == {"2"}
+    assert {int(r["test/samples"]) for r in rows} == {16}  # 2 batches of 8
+
+
+def _sweep_rows(name: str, test_batches="all") -> list[dict]:
+    return [
+        {"name": name, "tolerance": tol, "test/acc": 0.9, "test/nfe_forward": nfe,
+         "test/samples": 32, "test_batches": test_batches}
+        for tol, nfe in ((1e-1, 8.0), (1e-2, 14.0), (1e-3, 26.0))
+    ]  # fmt: skip
+
+
+def test_tolerance_sweep_plot_keeps_coinciding_lines_apart_and_names_its_data():
+    from nodezoo.reports.plots import tolerance_sweep_figure
+
+    fig = tolerance_sweep_figure(_sweep_rows("a") + _sweep_rows("b"))  # identical numbers
+    assert fig.texts[0].get_text() == "Test-time tolerance sweep on the whole test set"
+    for ax in fig.axes:
+        first, second = ax.get_lines()
+        assert first.get_marker() != second.get_marker()
+        assert first.get_linestyle() != second.get_linestyle()
+        ratios = [x2 / x1 for x1, x2 in zip(first.get_xdata(), second.get_xdata(), strict=True)]
+        assert all(1.01 < r < 1.1 for r in ratios)  # apart, yet a few % of a decade
+        legend = ax.get_legend()
+        assert "offset" in legend.get_title().get_text()
+        assert [t.get_text() for t in legend.get_texts()] == ["a (32 images)", "b (32 images)"]
+    partial = tolerance_sweep_figure(_sweep_rows("a", test_batches=2))
+    assert "first 2 test batches only" in partial.texts[0].get_text()
+    (line,) = partial.axes[0].get_lines()  # a single series is drawn where it is
+    assert list(line.get_xdata()) == [1e-3, 1e-2, 1e-1]

@@ -144,3 +144,152 @@ def test_config_validation_and_round_trip():
     with pytest.raises(SolverConfigError, match="step_size"):
         SolverConfig(step_size=0.0)
     assert SolverConfig(method="rk4").adaptive is False
+
+
+class CountingDecay(torch.nn.Module):
+    """dy/dt = -k y, counting evaluations (a refused solve never calls it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.k = torch.nn.Parameter(torch.tensor(1.0))
+        self.calls = 0
+
+    def forward(self, t, y):
+        self.calls += 1
+        if isinstance(y, tuple):
+            return tuple(-self.k * part for part in y)
+        return -self.k * y
+
+
+def _solve_checkpoint(f, y0, t):
+    return nodezoo.solve(f, y0, t, SolverConfig(gradient="checkpoint"))
+
+
+NON_FINITE_SOLVES = {
+    "odeint dopri5": lambda f, y0, t: odeint(f, y0, t),
+    "odeint rk4": lambda f, y0, t: odeint(f, y0, t, method="rk4"),
+    "odeint euler step_size": lambda f, y0, t: odeint(f, y0, t, options={"step_size": 0.1}),
+    "odeint gl4": lambda f, y0, t: odeint(f, y0, t, method="gl4"),
+    "odeint implicit_adams": lambda f, y0, t: odeint(f, y0, t, method="implicit_adams"),
+    "odeint_adjoint": lambda f, y0, t: nodezoo.odeint_adjoint(f, y0, t),
+    "checkpoint": _solve_checkpoint,
+    "odeint_dense": lambda f, y0, t: nodezoo.odeint_dense(f, y0, t[0], t[-1]),
+    "scipy_solver": lambda f, y0, t: odeint(f, y0, t, method="scipy_solver"),
+    "torchdiffeq backend": lambda f, y0, t: nodezoo.solve(
+        f, y0, t, SolverConfig(backend="torchdiffeq", gradient="backprop")
+    ),
+}
+
+
+@pytest.mark.parametrize("solve", NON_FINITE_SOLVES.values(), ids=NON_FINITE_SOLVES.keys())
+def test_non_finite_y0_is_refused_before_solving(solve):
+    """Not "the state became NaN near t=0 ... lower the learning rate": y0 itself is named."""
+    f = CountingDecay()
+    y0 = torch.tensor([1.0, math.nan, math.inf, -math.inf, 2.0], requires_grad=True)
+    with pytest.raises(SolverConfigError, match="y0 is not finite") as info:
+        solve(f, y0, T)
+    message = str(info.value)
+    assert "1 NaN and 2 infinite of its 5 entries" in message
+    assert "before the ODE block" in message  # what to do
+    assert "became NaN" not in message and "near t=" not in message
+    assert f.calls == 0
+    assert isinstance(info.value, NonFiniteState)  # what a diverging state raises too
+
+
+@pytest.mark.parametrize("solve", ["odeint", "odeint_adjoint", "checkpoint"])
+def test_non_finite_tuple_state_names_the_part(solve):
+    f = CountingDecay()
+    y0 = (torch.ones(3), torch.tensor([math.nan, math.nan]))
+    run = {
+        "odeint": lambda: odeint(f, y0, T),
+        "odeint_adjoint": lambda: nodezoo.odeint_adjoint(f, y0, T),
+        "checkpoint": lambda: _solve_checkpoint(f, y0, T),
+    }[solve]
+    with pytest.raises(SolverConfigError, match=r"y0 is not finite: y0\[1\] has 2 NaN") as info:
+        run()
+    assert "y0[0]" not in str(info.value) and f.calls == 0
+
+
+def test_zero_rtol_and_atol_refused_for_adaptive_methods():
+    with pytest.raises(SolverConfigError, match="rtol and atol are both 0") as info:
+        SolverConfig(rtol=0, atol=0)
+    assert "cannot control" in str(info.value)
+    with pytest.raises(SolverConfigError, match="rtol and atol are both 0"):
+        odeint(lambda t, y: -y, torch.ones(2), T, rtol=0.0, atol=0.0)
+    with pytest.raises(SolverConfigError, match=r"rtol and atol are both 0 \(entry 1\)"):
+        SolverConfig(rtol=[1e-3, 0.0], atol=(1e-6, 0.0))
+    with pytest.raises(SolverConfigError, match="adjoint_rtol and adjoint_atol are both 0"):
+        SolverConfig(adjoint_rtol=0.0, adjoint_atol=0.0)
+    # one of the two may be 0 (pure absolute or pure relative control) ...
+    assert SolverConfig(rtol=0.0, atol=1e-6).rtol == 0.0
+    # ... and fixed steps control no error, so zero tolerances are harmless there
+    ys = odeint(lambda t, y: -y, torch.ones(1), T, method="rk4", rtol=0.0, atol=0.0)
+    assert torch.isfinite(ys).all()
+    assert SolverConfig(rtol=0.0, atol=0.0, step_size=0.1).adaptive is False
+
+
+@pytest.mark.parametrize("name", ["rtol", "atol", "adjoint_rtol"])
+def test_unparseable_tolerance_names_the_setting_and_value(name):
+    with pytest.raises(SolverConfigError, match=rf"^{name} must be a non-negative number") as info:
+        SolverConfig(**{name: "1e-3x"})
+    assert "'1e-3x'" in str(info.value) and "str" in str(info.value)
+
+
+def test_tolerance_as_text_says_to_write_a_number():
+    """``rtol: 1e-5`` in YAML 1.1 (PyYAML) is the string '1e-5'."""
+    with pytest.raises(SolverConfigError, match=r"rtol must be a non-negative number.*1\.0e-5"):
+        SolverConfig.from_dict({"rtol": "1e-5"})
+    with pytest.raises(SolverConfigError, match="rtol"):
+        odeint(lambda t, y: -y, torch.ones(2), T, rtol="1e-3x")
+
+
+def test_several_bad_settings_are_reported_together():
+    with pytest.raises(SolverConfigError) as info:
+        SolverConfig(
+            method="dopri4", rtol=-1.0, atol="x", step_size=0.0, max_steps=0, gradient="magic"
+        )
+    message = str(info.value)
+    assert message.startswith("6 solver settings are invalid:")
+    for cause in (
+        "Unknown ODE method 'dopri4'",
+        "rtol must be a non-negative number (or one per tuple entry), got -1.0",
+        "atol must be a non-negative number",
+        "step_size must be positive",
+        "max_steps must be a whole number of at least 1, got 0",
+        "gradient='magic'",
+    ):
+        assert cause in message
+    assert len(info.value.problems) == 6
+    with pytest.raises(SolverConfigError) as info:  # zero tolerances beside another mistake
+        SolverConfig(rtol=0.0, atol=0.0, gradient="magic")
+    assert "2 solver settings are invalid" in str(info.value)
+    assert "rtol and atol are both 0" in str(info.value)
+    with pytest.raises(SolverConfigError) as info:  # unknown keys and bad values at once
+        SolverConfig.from_dict({"rtoll": 1e-3, "max_steps": "many"})
+    assert "Unknown solver setting(s) ['rtoll']" in str(info.value)
+    assert "max_steps must be a whole number of at least 1, got 'many'" in str(info.value)
+
+
+def test_odeint_dense_checks_tolerances_too():
+    with pytest.raises(SolverConfigError, match="rtol and atol are both 0"):
+        nodezoo.odeint_dense(lambda t, y: -y, torch.ones(2), T[0], T[1], rtol=0.0, atol=0.0)
+
+
+def test_y0_check_records_nothing_for_autograd():
+    """The finiteness check must not add to the activation memory: isfinite on a tensor that
+    requires grad would save it (through abs) for a backward that never comes."""
+    from nodezoo.solvers.odeint import _check_state
+
+    saved = []
+    y0 = (torch.ones(3, requires_grad=True), torch.ones(2, requires_grad=True))
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        _check_state(y0)
+    assert saved == []
+
+
+def test_large_finite_y0_is_accepted():
+    """Entries whose sum overflows float32 are still finite: the quick check (a finite sum)
+    falls back to looking at each entry, and lets them through."""
+    y0 = torch.full((4,), 3e38)
+    ys = odeint(lambda t, y: torch.zeros_like(y), y0, T, method="euler")
+    assert torch.equal(ys[-1], y0)
