@@ -504,6 +504,9 @@ class ImplicitRungeKutta:
             steps += 1
             guess = None
             if tab.collocation and previous is not None:
+                # the last step's collocation polynomial, extrapolated (Hairer & Wanner IV.8);
+                # for kvaerno5, extrapolating its cubic Hermite output measured 1.5-5x more
+                # Newton iterations than starting from the previous stage's derivative
                 guess = self.predictor(previous[0], h_try) @ previous[1]
             iterations = self.counts.newton_iterations
             try:
