@@ -40,6 +40,9 @@ def robertson(t, y):
 
 
 def van_der_pol(mu):
+    """Hairer & Wanner's scaled form (eps = 1/mu): y1' = y2, y2' = mu ((1 - y1^2) y2 - y1);
+    one relaxation oscillation takes t ~ 1.6, and t_end = 1 includes the first jump (t ~ 0.8)."""
+
     def f(t, y):
         return torch.stack([y[..., 1], mu * ((1 - y[..., 0] ** 2) * y[..., 1] - y[..., 0])], -1)
 
