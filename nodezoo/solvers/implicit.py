@@ -278,7 +278,7 @@ class ImplicitRungeKutta:
         # Give up on Newton early when its rate predicts failure (Hairer & Wanner IV.8): for
         # a fully implicit step that saves iterations; a DIRK step would lose its converged
         # earlier stages, and measured more rejections than iterations saved (kvaerno5).
-        self.predict_failure = not self.dirk
+        self.predict_failure = tableau.adaptive and not self.dirk
 
     def claim(self) -> ImplicitRungeKutta:
         self.busy = True
