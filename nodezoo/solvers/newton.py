@@ -47,8 +47,7 @@ def check_block_size(block_size: int | None, n: int) -> int:
         raise SolverConfigError(
             f"block_size={block_size} must divide the state's {n} entries: it is the size of "
             "one of the independent problems batched along the state's first dimension "
-            "(y0[0].numel()). The adjoint's augmented state has no such blocks: leave "
-            "block_size out of adjoint_options."
+            "(y0[0].numel())."
         )
     return int(block_size)
 

@@ -369,6 +369,22 @@ def test_radau5_batch_with_block_diagonal_jacobians_equals_the_dense_solve():
         solve(batch, y0, t, config, options={"block_size": 4})
 
 
+def test_block_size_leaves_the_adjoint_dense():
+    """The adjoint's augmented state is not block diagonal: its solve ignores block_size (its
+    17 entries could not even be split in blocks of 2) and its gradients match backprop's."""
+    A = torch.tensor([[-3.0, 1.0], [0.5, -2.0]], dtype=F64)
+    w = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    y0 = torch.tensor([[1.0, 0.0], [0.5, -0.5], [0.2, 0.3], [0.0, 1.0]], dtype=F64)
+    t = torch.tensor([0.0, 0.5], dtype=F64)
+    grads = {}
+    for gradient in ("backprop", "adjoint"):
+        config = {"method": "kvaerno5", "rtol": 1e-9, "atol": 1e-11, "gradient": gradient}
+        ys = solve(lambda t, y: torch.tanh(y @ A.t()) * w, y0, t, config, params=(w,),
+                   options={"block_size": 2})  # fmt: skip
+        (grads[gradient],) = torch.autograd.grad(ys[-1].square().sum(), w)
+    torch.testing.assert_close(grads["adjoint"], grads["backprop"], rtol=1e-6, atol=1e-8)
+
+
 def test_radau5_adaptive_gradients_match_finite_differences():
     """Gradients of the adaptive solve, outputs inside steps through the collocation
     polynomial: backprop and checkpoint (both exact for the discrete solve) agree, and match
