@@ -11,6 +11,11 @@ by simplified Newton iterations (``newton``). A first stage with a zero row of `
 solution needs no further evaluation of f: ``y1 = y + d·Z + h (b_0 - d·a_0) f0`` with
 ``d = b A^{-1}`` over the implicit stages.
 
+Adaptive tableaus (``kvaerno5``, ``radau5``) carry an error estimate and run in this
+module's own step loop (``integrate_adaptive``): Gustafsson's predictive controller, the LU
+factors kept while the step size changes little, and for ``radau5`` Hairer & Wanner's RADAU5
+recipe (filtered error estimate, collocation dense output and Newton predictor).
+
 Gradients (backprop, and the checkpoint mode's replay) go through the converged solution, not
 through the iterations: ``Z`` is found without a graph, then one Newton step with the exact
 block Jacobian ``I - h [a_ij J(Y_j)]`` is recorded by autograd. Its value is Z to within the
@@ -205,7 +210,9 @@ class ImplicitRungeKutta:
             max_iters = 10 if tableau.adaptive else 100
         if int(max_iters) < 1:
             raise SolverConfigError(f"max_iters must be at least 1, got {max_iters}.")
-        if block_size is not None and (isinstance(block_size, bool) or int(block_size) < 1):
+        if block_size is not None and (
+            not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1
+        ):
             raise SolverConfigError(f"block_size must be a positive integer, got {block_size}.")
         self.tableau = tableau
         self.adaptive = tableau.adaptive
