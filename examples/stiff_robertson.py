@@ -8,6 +8,10 @@ species is scaled by its largest value in the loss (y2 peaks near 4e-5). Gradien
 the converged Newton solves (backprop, implicit function theorem).
 
     python examples/stiff_robertson.py [--iters 60] [--t-end 1e5] [--gradient backprop]
+
+Measured (defaults, 2 loaded cores): dopri5 stops at max_steps=20000 near t = 14; radau5
+brings the rates from 150%, 67% and 200% off to 5.9%, 4.6% and 8.6% in 60 iterations
+(loss 2.7e-5; ~2900 NFE and ~600 Jacobians per iteration, ~10 s each under load).
 """
 
 from __future__ import annotations
