@@ -81,3 +81,14 @@ def test_pretrained_demo_writes_its_figure_where_git_ignores_it(
     assert len(ignored.stdout.split()) == 2, "outputs/ must be in .gitignore"
     for name in ("pretrained_odenet", "fit_spiral"):
         assert '"outputs/' in (EXAMPLE.parent / f"{name}.py").read_text()
+
+
+def test_stiff_robertson_learns_rates_where_dopri5_gives_up(capsys):
+    module = _load("stiff_robertson")
+    before, after = module.main(
+        ["--iters", "3", "--t-end", "10", "--points", "6", "--lr", "0.3",
+         "--explicit-max-steps", "300"]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "dopri5: Reached max_steps=300" in printed
+    assert after[0] < 0.5 * before[0] and after[1] < 0.5 * before[1]  # k1, k2 move toward truth

@@ -1,6 +1,6 @@
 """ODE solvers for PyTorch: explicit Runge–Kutta and Adams methods, implicit Runge–Kutta
-methods for stiff problems (Newton with autograd Jacobians; ``kvaerno5`` adaptive), scipy's
-as a backend,
+methods for stiff problems (Newton with autograd Jacobians; ``radau5`` and ``kvaerno5``
+adaptive), scipy's as a backend,
 dense output, terminal events, and gradients by backprop, the adjoint method or
 checkpointing. Pure torch: no Lightning, no Hub (scipy only for ``scipy_solver``).
 

@@ -386,6 +386,9 @@ def _adjoint_settings(
     opts = parse_options(
         {**defaults, **adjoint_options}, method=method, adaptive=spec.adaptive, family=spec.family
     )
+    # block_size describes the forward state's independent problems; the augmented adjoint
+    # state couples them (y, a, parameter gradients), so its Jacobian stays dense
+    opts.engine.pop("block_size", None)
     adaptive = spec.adaptive and opts.loop.get("step_size") is None
     n = field.sizes
     trainable = [p for p in params if p.requires_grad]

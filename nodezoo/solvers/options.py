@@ -24,7 +24,7 @@ COMMON_KEYS = {"step_size", "max_num_steps", "step_t", "jump_t", "dtype"}
 ENGINE_KEYS = {
     "runge_kutta": set(),
     "adams": {"max_iters", "max_order"},
-    "implicit": {"max_iters", "newton_tol", "refresh_rate"},
+    "implicit": {"max_iters", "newton_tol", "refresh_rate", "block_size"},
     "scipy": {"solver", "min_step", "max_step", "first_step"},
 }
 INTERPOLANTS = ("linear", "cubic")

@@ -81,6 +81,9 @@ class StepController:
     def start(self, order: int) -> _ControllerState:
         return _ControllerState(self, order)
 
+    def start_predictive(self, order: int) -> _PredictiveState:
+        return _PredictiveState(self, order)
+
 
 class _ControllerState:
     def __init__(self, ctrl: StepController, order: int):
@@ -105,6 +108,38 @@ class _ControllerState:
         if not math.isfinite(ratio):
             return c.dfactor
         return min(1.0, max(c.dfactor, c.safety * ratio**-self.inv_order))
+
+
+class _PredictiveState:
+    """Gustafsson's predictive controller (Hairer & Wanner, Solving ODEs II, IV.8 (8.21)), for
+    implicit methods: after an accepted step of ``h`` with error ratio ``r`` following one of
+    ``h_prev`` with ``r_prev``, the factor is the smaller of ``safety * r**(-1/k)`` and
+    ``safety * r**(-1/k) * (h/h_prev) * (r_prev/r)**(1/k)``: it shrinks the step before the
+    error grows, saving the rejections (and Jacobians) an I-controller pays on stiff problems.
+    ``safety`` may change per step (fewer Newton iterations, bolder steps); it is at most the
+    controller's. Factors are clipped to ``[dfactor, ifactor]``."""
+
+    def __init__(self, ctrl: StepController, order: int):
+        self.ctrl = ctrl
+        self.inv_order = 1.0 / order
+        self.previous: tuple[float, float] | None = None
+
+    def accept(self, ratio: float, h: float, safety: float = 1.0) -> float:
+        c = self.ctrl
+        if ratio == 0.0:
+            return c.ifactor
+        factor = c.safety * safety * ratio**-self.inv_order
+        if self.previous is not None:
+            h_prev, r_prev = self.previous
+            factor = min(factor, factor * abs(h / h_prev) * (r_prev / ratio) ** self.inv_order)
+        self.previous = (h, max(ratio, 1e-2))
+        return min(c.ifactor, max(c.dfactor, factor))
+
+    def reject(self, ratio: float, safety: float = 1.0) -> float:
+        c = self.ctrl
+        if not math.isfinite(ratio):
+            return c.dfactor
+        return min(1.0, max(c.dfactor, c.safety * safety * ratio**-self.inv_order))
 
 
 def initial_step_size(

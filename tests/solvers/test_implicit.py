@@ -15,6 +15,7 @@ from nodezoo.solvers.newton import NewtonFailed, jacobian
 F64 = torch.float64
 ORDERS = {
     "kvaerno5": 5,
+    "radau5": 5,
     "implicit_euler": 1,
     "implicit_midpoint": 2,
     "trapezoid": 2,
@@ -81,7 +82,24 @@ def test_jacobian_matches_the_analytic_one_and_batches():
         return torch.tanh(W @ y)
 
     expected = (1 - torch.tanh(W @ y) ** 2)[:, None] * W
-    torch.testing.assert_close(jacobian(f, 0.0, y), expected)
+    torch.testing.assert_close(jacobian(f, 0.0, y), expected[None])
+
+    # four independent copies: the diagonal blocks from 3 vector-Jacobian products, not 12
+    ys = torch.randn(4, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
+
+    def batched(t, y, toward=None):
+        return torch.tanh(y.view(4, 3) @ W.t()).reshape(-1)
+
+    blocks = jacobian(batched, 0.0, ys.reshape(-1), block_size=3)
+    dense = torch.autograd.functional.jacobian(lambda v: batched(0.0, v), ys.reshape(-1))
+    assert blocks.shape == (4, 3, 3)
+    torch.testing.assert_close(torch.block_diag(*blocks), dense)
+    # forward differences (a field autograd cannot see through) give the same blocks
+    detached = lambda t, y, toward=None: batched(t, y).detach()
+    fd = jacobian(detached, 0.0, ys.reshape(-1), block_size=3)
+    torch.testing.assert_close(fd, blocks, rtol=1e-6, atol=1e-6)
+    with pytest.raises(SolverConfigError, match="block_size=5 must divide"):
+        jacobian(batched, 0.0, ys.reshape(-1), block_size=5)
 
 
 def test_newton_failure_is_a_clear_error():
@@ -234,3 +252,164 @@ def test_explicit_methods_stall_on_robertson_where_kvaerno5_does_not():
         solve(robertson, y0, t, {"method": "dopri5", "rtol": 1e-6, "atol": 1e-10,
                                  "max_steps": 2000})  # fmt: skip
     solve(robertson, y0, t, {"method": "kvaerno5", "rtol": 1e-6, "atol": 1e-10, "max_steps": 2000})
+
+
+# -- radau5: adaptive Radau IIA 5 against exact solutions, the IVP test set and scipy's Radau --
+
+
+def hires(t, y):
+    """HIRES (Hairer & Wanner's test set): 8 reactions of plant physiology."""
+    y1, y2, y3, y4, y5, y6, y7, y8 = y
+    r = 280.0 * y6 * y8
+    return torch.stack([
+        -1.71 * y1 + 0.43 * y2 + 8.32 * y3 + 0.0007,
+        1.71 * y1 - 8.75 * y2,
+        -10.03 * y3 + 0.43 * y4 + 0.035 * y5,
+        8.32 * y2 + 1.71 * y3 - 1.12 * y4,
+        -1.745 * y5 + 0.43 * y6 + 0.43 * y7,
+        -r + 0.69 * y4 + 1.71 * y5 - 0.43 * y6 + 0.69 * y7,
+        r - 1.81 * y7,
+        -r + 1.81 * y7,
+    ])  # fmt: skip
+
+
+HIRES_Y0 = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057]
+# y(321.8122) from the IVP test set (Mazzia & Magherini, Bari); scipy's Radau at rtol = atol =
+# 1e-12 agrees to 5e-11 relative.
+HIRES_END = [7.371312573325668e-4, 1.442485726316185e-4, 5.888729740967575e-5,
+             1.175651343283149e-3, 2.386356198831331e-3, 6.238968252742796e-3,
+             2.849998395185769e-3, 2.850001604814231e-3]  # fmt: skip
+# Robertson's y(1e11), same source; scipy's Radau at 1e-12 agrees to 3e-7 relative.
+ROBERTSON_1E11 = [2.083340149701255e-8, 8.333360770334713e-14, 0.9999999791665050]
+
+
+def test_radau5_on_a_stiff_linear_system_with_exact_solution():
+    Q = torch.linalg.qr(torch.randn(3, 3, dtype=F64, generator=torch.Generator().manual_seed(1)))[0]
+    A = Q @ torch.diag(torch.tensor([-1.0, -10.0, -1e4], dtype=F64)) @ Q.t()
+    y0 = torch.tensor([1.0, 2.0, -1.0], dtype=F64)
+    t = torch.linspace(0.0, 2.0, 9, dtype=F64)  # outputs inside steps: collocation dense output
+    stats = SolveStats()
+    ys = solve(lambda t, y: A @ y, y0, t, {"method": "radau5", "rtol": 1e-8, "atol": 1e-10},
+               stats=stats)  # fmt: skip
+    exact = torch.stack([torch.linalg.matrix_exp(A * float(ti)) @ y0 for ti in t])
+    assert float((ys - exact).abs().max()) < 1e-8
+    assert stats.jacobian_evaluations <= 3
+    assert stats.steps_accepted < 500  # scipy's Radau: ~300; explicit RK: > 1e4 (stability)
+
+
+def test_radau5_hires_against_the_test_set_reference():
+    y0 = torch.tensor(HIRES_Y0, dtype=F64)
+    reference = torch.tensor(HIRES_END, dtype=F64)
+    for rtol, bound in ((1e-6, 1e-4), (1e-10, 1e-8)):
+        ys = solve(hires, y0, torch.tensor([0.0, 321.8122], dtype=F64),
+                   {"method": "radau5", "rtol": rtol, "atol": rtol})  # fmt: skip
+        relative = float(((ys[-1] - reference) / reference).abs().max())
+        assert relative < bound, (rtol, relative)
+
+
+def test_radau5_robertson_to_its_standard_end_time():
+    """t = 1e11 in one step sequence (Robertson's classic horizon), mass conserved."""
+    y0 = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
+    stats = SolveStats()
+    ys = solve(robertson, y0, torch.tensor([0.0, 1e11], dtype=F64),
+               {"method": "radau5", "rtol": 1e-6, "atol": 1e-10}, stats=stats)  # fmt: skip
+    reference = torch.tensor(ROBERTSON_1E11, dtype=F64)
+    assert float(((ys[-1] - reference) / reference).abs().max()) < 1e-4
+    assert float(((ys[-1] - reference).abs() / (1e-10 + 1e-6 * reference)).max()) < 1.0
+    assert float(ys[-1].sum()) == pytest.approx(1.0, abs=1e-12)
+    assert stats.steps_accepted < 1000
+
+
+def test_radau5_matches_scipy_radau_in_error_and_cost():
+    """The same method and estimator as scipy's Radau: at rtol 1e-6 the error and the work
+    (f evaluations + Jacobians) are within 2x of scipy's, on Robertson and van der Pol."""
+    from scipy.integrate import solve_ivp
+
+    mu = 1000.0
+
+    def vdp(t, y):
+        return torch.stack([y[1], mu * ((1 - y[0] ** 2) * y[1] - y[0])])
+
+    cases = [(robertson, [1.0, 0.0, 0.0], 1e3, 1e-10), (vdp, [2.0, 0.0], 0.2, 1e-6)]
+    for f, y0, t_end, atol in cases:
+        y0 = torch.tensor(y0, dtype=F64)
+        reference = _scipy_radau(f, y0, t_end)
+        stats = SolveStats()
+        ys = solve(f, y0, torch.tensor([0.0, t_end], dtype=F64),
+                   {"method": "radau5", "rtol": 1e-6, "atol": atol}, stats=stats)  # fmt: skip
+        error = float((ys[-1] - reference).abs().max())
+        rhs = lambda t, y, f=f: f(torch.tensor(t, dtype=F64), torch.from_numpy(y)).numpy()
+        sol = solve_ivp(rhs, (0.0, t_end), y0.numpy(), method="Radau", rtol=1e-6, atol=atol)
+        scipy_error = float((torch.from_numpy(sol.y[:, -1]) - reference).abs().max())
+        assert error < 2 * scipy_error, (f.__name__, error, scipy_error)
+        work, scipy_work = stats.nfe + stats.jacobian_evaluations, sol.nfev + sol.njev
+        assert work < 2 * scipy_work, (f.__name__, work, scipy_work)
+
+
+def test_radau5_batch_with_block_diagonal_jacobians_equals_the_dense_solve():
+    """Independent van der Pol problems: the block-diagonal Jacobian (batched LU) takes the
+    same steps as the dense one, and each row matches its own solve."""
+    mus = torch.tensor([5.0, 20.0, 100.0], dtype=F64)
+
+    def batch(t, y):
+        return torch.stack([y[:, 1], mus * ((1 - y[:, 0] ** 2) * y[:, 1] - y[:, 0])], -1)
+
+    y0 = torch.tensor([[2.0, 0.0], [1.0, 0.5], [-1.5, 0.2]], dtype=F64)
+    t = torch.tensor([0.0, 0.2], dtype=F64)
+    config = {"method": "radau5", "rtol": 1e-7, "atol": 1e-7}
+    dense_stats, block_stats = SolveStats(), SolveStats()
+    dense = solve(batch, y0, t, config, stats=dense_stats)
+    blocks = solve(batch, y0, t, config, stats=block_stats, options={"block_size": 2})
+    torch.testing.assert_close(blocks, dense, rtol=1e-9, atol=1e-9)
+    assert block_stats.steps_accepted == dense_stats.steps_accepted
+    for i in range(3):
+        row = solve(lambda t, y, i=i: batch(t, y.expand(3, 2))[i], y0[i], t, config)
+        torch.testing.assert_close(blocks[-1, i], row[-1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(SolverConfigError, match="block_size=4 must divide"):
+        solve(batch, y0, t, config, options={"block_size": 4})
+
+
+def test_block_size_leaves_the_adjoint_dense():
+    """The adjoint's augmented state is not block diagonal: its solve ignores block_size (its
+    17 entries could not even be split in blocks of 2) and its gradients match backprop's."""
+    A = torch.tensor([[-3.0, 1.0], [0.5, -2.0]], dtype=F64)
+    w = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    y0 = torch.tensor([[1.0, 0.0], [0.5, -0.5], [0.2, 0.3], [0.0, 1.0]], dtype=F64)
+    t = torch.tensor([0.0, 0.5], dtype=F64)
+    grads = {}
+    for gradient in ("backprop", "adjoint"):
+        config = {"method": "kvaerno5", "rtol": 1e-9, "atol": 1e-11, "gradient": gradient}
+        ys = solve(lambda t, y: torch.tanh(y @ A.t()) * w, y0, t, config, params=(w,),
+                   options={"block_size": 2})  # fmt: skip
+        (grads[gradient],) = torch.autograd.grad(ys[-1].square().sum(), w)
+    torch.testing.assert_close(grads["adjoint"], grads["backprop"], rtol=1e-6, atol=1e-8)
+
+
+def test_radau5_adaptive_gradients_match_finite_differences():
+    """Gradients of the adaptive solve, outputs inside steps through the collocation
+    polynomial: backprop and checkpoint (both exact for the discrete solve) agree, and match
+    central differences of solves at a tighter tolerance (where the step sequence no longer
+    matters)."""
+    field = StiffField(50.0)
+    y0 = torch.tensor([0.5, 0.2], dtype=F64, requires_grad=True)
+    t = torch.tensor([0.0, 0.1, 0.2], dtype=F64)
+
+    def loss(config):
+        ys = solve(field, y0, t, {"method": "radau5", "rtol": 1e-8, "atol": 1e-10, **config})
+        return (ys[1:] ** 2).sum() + ys[-1, 0]
+
+    backprop = torch.autograd.grad(loss({"gradient": "backprop"}), (y0, field.k))
+    checkpoint = torch.autograd.grad(loss({"gradient": "checkpoint"}), (y0, field.k))
+    for b, c in zip(backprop, checkpoint, strict=True):
+        torch.testing.assert_close(b, c, rtol=1e-8, atol=1e-10)
+    eps, tight = 1e-4, {"rtol": 1e-11, "atol": 1e-13}
+    with torch.no_grad():
+        for g, tensor in ((backprop[0][0], y0.view(-1)[:1]), (backprop[1], field.k.view(-1))):
+            old = float(tensor[0])
+            tensor[0] = old + eps
+            up = float(loss(tight))
+            tensor[0] = old - eps
+            down = float(loss(tight))
+            tensor[0] = old
+            fd = (up - down) / (2 * eps)
+            assert abs(float(g) - fd) < 1e-6 * (1 + abs(fd)), (float(g), fd)
