@@ -85,19 +85,22 @@ class FlatField:
             return self._evaluate
         if self.is_tuple or not self._checked:
             return self.raw
-        func, dtype, device, shape = self.func, self.time_dtype, self.device, self._shape0
-        scalar = torch.scalar_tensor  # == torch.full((), t), a little cheaper
+        func = self.func
+        # new_full on a 0-d tensor of the time dtype/device: torch.full((), t) without the
+        # argument parsing; view_as a template: view(shape) without parsing the shape
+        zero_time = torch.zeros((), dtype=self.time_dtype, device=self.device)
+        template = torch.empty(self._shape0, dtype=torch.bool, device="meta")
 
         if self._already_flat:
 
             def evaluate(t: float, y: torch.Tensor) -> torch.Tensor:
                 self.nfe += 1
-                return func(scalar(t, dtype=dtype, device=device), y)
+                return func(zero_time.new_full((), t), y)
         else:
 
             def evaluate(t: float, y: torch.Tensor) -> torch.Tensor:
                 self.nfe += 1
-                return func(scalar(t, dtype=dtype, device=device), y.view(shape))
+                return func(zero_time.new_full((), t), y.view_as(template))
 
         self._evaluate = evaluate
         return evaluate
@@ -224,7 +227,7 @@ class _StageBuffer:
     """K (stages x n) with its precomputed views: ``prefixes[i] = K[:i].T`` (what stage i
     reads), ``rows[i] = K[i]`` and ``shaped_rows[i]``: row i in the field's output shape.
     ``stages`` lists, for stages 1.., what the no-grad step needs in one tuple each: (the
-    prefix it reads, its coefficients, its node c, the row it writes)."""
+    prefix it reads, its coefficients, its node c, the row it writes, its single term)."""
 
     def __init__(self, rk: RungeKutta, n: int, row_shape: tuple[int, ...]):
         s = rk.tableau.stages
@@ -234,8 +237,8 @@ class _StageBuffer:
         self.rows = list(self.K.unbind(0))
         self.shaped_rows = [r.view(row_shape) for r in self.rows]
         self.stages = [
-            (self.prefixes[i], rk.a[i - 1], rk.tableau.c[i], self.shaped_rows[i])
-            for i in range(1, s)
+            (self.prefixes[i], rk.a[i - 1], rk.tableau.c[i], self.shaped_rows[i], single)
+            for i, single in enumerate(rk.single_terms, 1)
         ]
 
 
@@ -258,6 +261,8 @@ class RungeKutta:
         self.a = [as_t(row) for row in tableau.a]
         self.b = as_t(tableau.b)
         self.b_error = None if tableau.b_error is None else as_t(tableau.b_error)
+        # stage i + 1 reading one earlier stage only: (that stage, its coefficient), else None
+        self.single_terms = [_single_term(row) for row in tableau.a]
         self._last_stage = None
         self._buffers: dict[tuple, _StageBuffer] = {}
         self._current: _StageBuffer | None = None
@@ -343,12 +348,15 @@ class RungeKutta:
         last = len(stages) - 1
         if ends_on_jump:
             evaluate = f.raw
-            jump_nodes = [c == 1.0 for _, _, c, _ in stages]
+            jump_nodes = [c == 1.0 for _, _, c, _, _ in stages]
         else:
             evaluate = f.evaluate
+        rows = buf.rows
         yi = y
-        for i, (prefix, a, c, row) in enumerate(stages):
-            if i == last and solution_stage:
+        for i, (prefix, a, c, row, single) in enumerate(stages):
+            if single is not None:  # one add (the autograd step takes the same)
+                yi = torch.add(y, rows[single[0]], alpha=h * single[1])
+            elif i == last and solution_stage:
                 yi = _combine(y, prefix, a, h)
             else:
                 yi = torch.addmv(y, prefix, a, alpha=h)
@@ -374,7 +382,11 @@ class RungeKutta:
             rows[0].copy_(f0)
         for i in range(1, s):
             last = solution_stage and i == s - 1
-            yi = _StageSum.apply(y, K[:i].t(), self.a[i - 1], h, last, *ks)
+            single = self.single_terms[i - 1]
+            if single is not None:
+                yi = torch.add(y, ks[single[0]], alpha=h * single[1])
+            else:
+                yi = _StageSum.apply(y, K[:i].t(), self.a[i - 1], h, last, *ks)
             toward = t if ends_on_jump and tab.c[i] == 1.0 else None
             ki = f(t + h if toward is not None else t + tab.c[i] * h, yi, toward)
             ks.append(ki)
@@ -418,6 +430,11 @@ class _Stacked(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_K):
         return (None, *grad_K.unbind(0))
+
+
+def _single_term(row: tuple[float, ...]) -> tuple[int, float] | None:
+    nonzero = [(j, w) for j, w in enumerate(row) if w != 0.0]
+    return nonzero[0] if len(nonzero) == 1 else None
 
 
 def _combine(y: torch.Tensor, KT: torch.Tensor, w: torch.Tensor, h: float) -> torch.Tensor:
