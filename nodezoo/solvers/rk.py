@@ -314,7 +314,8 @@ class RungeKutta:
         overwrites the other rows) cannot corrupt it.
         """
         if grad:  # the stage itself, not a row of the stacked K (whose gradient is all of K)
-            return self._last_stage
+            stage, self._last_stage = self._last_stage, None
+            return stage
         buf = self._current
         buf.rows[0].copy_(buf.rows[-1])
         return buf.rows[0]
