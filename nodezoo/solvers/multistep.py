@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import SolverConfigError
-from .rk import RungeKutta
+from .rk import RungeKutta, _combine
 from .tableaus import RK4
 
 MAX_ORDER = 12
@@ -96,7 +96,7 @@ class Adams:
             return self.starter.step(f, t, h, y, f0, grad, ends_on_jump=ends_on_jump)
         nodes = _key((tj - t) / h for tj, _ in self.history)
         F = torch.stack([fj for _, fj in self.history]).t()  # (n, history), rows contiguous
-        y1 = torch.addmv(y, F, self._tensor(_weights(nodes)), alpha=h)
+        y1 = _combine(y, F, self._tensor(_weights(nodes)), h)
         if not self.implicit:
             return y1, None
         weights = _weights((1.0, *nodes))

@@ -4,10 +4,10 @@ Everything works on a flat 1-D state; ``nodezoo.solvers.odeint`` flattens user s
 wraps the vector field. Times and step sizes are Python floats, so step-size control costs no
 tensor operations; the only host sync per step is reading the scalar error norm.
 
-Stage derivatives live in a ``(stages, N)`` matrix ``K`` and every stage input, solution and
-error estimate is one ``addmv``/``mv`` against it. Without autograd one buffer is reused in
-place; with autograd each step gets a fresh ``K`` written through ``_write_stage``, which skips
-the version counter because later writes never touch rows already read.
+Without autograd, stage derivatives live in a reused ``(stages, N)`` matrix ``K``, and every
+stage input and error estimate is one ``addmv``/``mv`` against it (solutions sum their
+increment first, see ``_combine``). With autograd, each step fills a fresh ``K`` with the same
+arithmetic (bit-identical results), and ``_StageSum`` gives each stage its gradient directly.
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ class FlatField:
         self._checked = False
         self._shape0 = self.shapes[0]
         self._already_flat = not is_tuple and len(self._shape0) == 1
+        self._evaluate = None
 
     def time(self, t: float, toward: float | None = None) -> torch.Tensor:
-        tt = torch.full((), t, dtype=self.time_dtype, device=self.device)
+        tt = torch.scalar_tensor(t, dtype=self.time_dtype, device=self.device)
         if toward is not None:  # one ulp of the time dtype to the side of a discontinuity
             tt = torch.nextafter(tt, torch.full_like(tt, toward))
         return tt
@@ -75,6 +76,34 @@ class FlatField:
             return self(t, y, toward).view(self.row_shape)
         self.nfe += 1
         return self.func(self.time(t, toward), self.unflatten(y))
+
+    @property
+    def evaluate(self) -> Callable[[float, torch.Tensor], torch.Tensor]:
+        """``raw`` without ``toward``, as one closure once the output has been checked: the
+        step loop's per-stage call, where method layers and branches are measurable."""
+        if self._evaluate is not None:
+            return self._evaluate
+        if self.is_tuple or not self._checked:
+            return self.raw
+        func = self.func
+        # new_full on a 0-d tensor of the time dtype/device: torch.full((), t) without the
+        # argument parsing; view_as a template: view(shape) without parsing the shape
+        zero_time = torch.zeros((), dtype=self.time_dtype, device=self.device)
+        template = torch.empty(self._shape0, dtype=torch.bool, device="meta")
+
+        if self._already_flat:
+
+            def evaluate(t: float, y: torch.Tensor) -> torch.Tensor:
+                self.nfe += 1
+                return func(zero_time.new_full((), t), y)
+        else:
+
+            def evaluate(t: float, y: torch.Tensor) -> torch.Tensor:
+                self.nfe += 1
+                return func(zero_time.new_full((), t), y.view_as(template))
+
+        self._evaluate = evaluate
+        return evaluate
 
     def __call__(self, t: float, y: torch.Tensor, toward: float | None = None) -> torch.Tensor:
         """``toward`` nudges t by one ulp toward that time (evaluating beside a jump in f)."""
@@ -132,25 +161,7 @@ class PlainFlatField:
     def __call__(self, t: float, y: torch.Tensor, toward: float | None = None) -> torch.Tensor:
         return self.func(t, y, toward)
 
-    raw = __call__
-
-
-class _WriteStage(torch.autograd.Function):
-    """``K[i] = k`` inside autograd without bumping K's version counter.
-
-    Safe because the solver only ever reads rows of K that are already final.
-    """
-
-    @staticmethod
-    def forward(ctx, K, k, i):
-        ctx.i = i
-        K.data[i] = k
-        ctx.mark_dirty(K)
-        return K
-
-    @staticmethod
-    def backward(ctx, grad_K):
-        return grad_K, grad_K[ctx.i], None
+    raw = evaluate = __call__
 
 
 @dataclass
@@ -214,14 +225,21 @@ class EventSearch:
 
 class _StageBuffer:
     """K (stages x n) with its precomputed views: ``prefixes[i] = K[:i].T`` (what stage i
-    reads), ``rows[i] = K[i]`` and ``shaped_rows[i]``: row i in the field's output shape."""
+    reads), ``rows[i] = K[i]`` and ``shaped_rows[i]``: row i in the field's output shape.
+    ``stages`` lists, for stages 1.., what the no-grad step needs in one tuple each: (the
+    prefix it reads, its coefficients, its node c, the row it writes, its single term)."""
 
     def __init__(self, rk: RungeKutta, n: int, row_shape: tuple[int, ...]):
         s = rk.tableau.stages
+        self.key = (n, row_shape)
         self.K = torch.empty(s, n, dtype=rk.dtype, device=rk.device)
         self.prefixes = [self.K[:i].t() for i in range(s + 1)]
         self.rows = list(self.K.unbind(0))
         self.shaped_rows = [r.view(row_shape) for r in self.rows]
+        self.stages = [
+            (self.prefixes[i], rk.a[i - 1], rk.tableau.c[i], self.shaped_rows[i], single)
+            for i, single in enumerate(rk.single_terms, 1)
+        ]
 
 
 class RungeKutta:
@@ -243,6 +261,9 @@ class RungeKutta:
         self.a = [as_t(row) for row in tableau.a]
         self.b = as_t(tableau.b)
         self.b_error = None if tableau.b_error is None else as_t(tableau.b_error)
+        # stage i + 1 reading one earlier stage only: (that stage, its coefficient), else None
+        self.single_terms = [_single_term(row) for row in tableau.a]
+        self._last_stage = None
         self._buffers: dict[tuple, _StageBuffer] = {}
         self._current: _StageBuffer | None = None
         self.busy = False
@@ -275,6 +296,9 @@ class RungeKutta:
         """The reused no-grad stage buffer for states of n entries (one per size, so a
         training loop alternating forward and adjoint solves allocates nothing)."""
         key = (n, row_shape)
+        buf = self._current
+        if buf is not None and buf.key == key:
+            return buf
         buf = self._buffers.get(key)
         if buf is None:
             if len(self._buffers) >= 4:
@@ -289,8 +313,9 @@ class RungeKutta:
         In the reused buffer it moves to row 0 now, so a rejected next attempt (which
         overwrites the other rows) cannot corrupt it.
         """
-        if grad:
-            return K[-1]
+        if grad:  # the stage itself, not a row of the stacked K (whose gradient is all of K)
+            stage, self._last_stage = self._last_stage, None
+            return stage
         buf = self._current
         buf.rows[0].copy_(buf.rows[-1])
         return buf.rows[0]
@@ -317,42 +342,108 @@ class RungeKutta:
         if grad:
             return self._step_autograd(f, t, h, y, f0, s, ends_on_jump)
         buf = self.buffer(y.shape[0], f.row_shape)
-        K, prefixes, rows, shaped = buf.K, buf.prefixes, buf.rows, buf.shaped_rows
-        if f0 is not rows[0]:
-            rows[0].copy_(f0)
-        yi = y
-        for i in range(1, s):
-            yi = torch.addmv(y, prefixes[i], self.a[i - 1], alpha=h)
-            toward = t if ends_on_jump and tab.c[i] == 1.0 else None
-            # the field's output goes straight into K's row, in the field's own shape
-            shaped[i].copy_(f.raw(t + h if toward is not None else t + tab.c[i] * h, yi, toward))
-        if tab.fsal and s == tab.stages:
-            y1 = yi  # the last stage's input is the solution
+        if f0 is not buf.rows[0]:
+            buf.rows[0].copy_(f0)
+        stages = buf.stages if s == tab.stages else buf.stages[: s - 1]
+        solution_stage = tab.fsal and s == tab.stages  # its input is the solution
+        last = len(stages) - 1
+        if ends_on_jump:
+            evaluate = f.raw
+            jump_nodes = [c == 1.0 for _, _, c, _, _ in stages]
         else:
-            y1 = torch.addmv(y, prefixes[s], self.b[:s], alpha=h)
-        return y1, K
+            evaluate = f.evaluate
+        rows = buf.rows
+        yi = y
+        for i, (prefix, a, c, row, single) in enumerate(stages):
+            if single is not None:  # one add (the autograd step takes the same)
+                yi = torch.add(y, rows[single[0]], alpha=h * single[1])
+            elif i == last and solution_stage:
+                yi = _combine(y, prefix, a, h)
+            else:
+                yi = torch.addmv(y, prefix, a, alpha=h)
+            # the field's output goes straight into K's row, in the field's own shape
+            if ends_on_jump and jump_nodes[i]:  # evaluate on the side the step comes from
+                row.copy_(evaluate(t + h, yi, t))
+            else:
+                row.copy_(evaluate(t + c * h, yi))
+        if solution_stage:
+            return yi, buf.K
+        return _combine(y, buf.prefixes[s], self.b[:s], h), buf.K
 
     def _step_autograd(self, f, t, h, y, f0, s, ends_on_jump):
-        """The same step recorded by autograd: a fresh K per step, rows written in place
-        through ``_WriteStage``."""
+        """The same step recorded by autograd, with the same arithmetic (the stage values are
+        copied into a fresh K and combined by ``_StageSum``, so both paths agree bit for bit)."""
         tab = self.tableau
         K = torch.empty(tab.stages, y.shape[0], dtype=self.dtype, device=self.device)
-        K = _WriteStage.apply(K, f0, 0)
+        rows = K.unbind(0)
+        ks = [f0]
+        solution_stage = tab.fsal and s == tab.stages
         yi = y
+        with torch.no_grad():
+            rows[0].copy_(f0)
         for i in range(1, s):
-            yi = torch.addmv(y, K[:i].t(), self.a[i - 1], alpha=h)
+            last = solution_stage and i == s - 1
+            single = self.single_terms[i - 1]
+            if single is not None:
+                yi = torch.add(y, ks[single[0]], alpha=h * single[1])
+            else:
+                yi = _StageSum.apply(y, K[:i].t(), self.a[i - 1], h, last, *ks)
             toward = t if ends_on_jump and tab.c[i] == 1.0 else None
             ki = f(t + h if toward is not None else t + tab.c[i] * h, yi, toward)
-            K = _WriteStage.apply(K, ki, i)
-        if tab.fsal and s == tab.stages:
-            y1 = yi
-        else:  # a truncated FSAL step's unused last stage has weight 0 in b
-            y1 = torch.addmv(y, K[:s].t(), self.b[:s], alpha=h)
-        return y1, K
+            ks.append(ki)
+            with torch.no_grad():
+                rows[i].copy_(ki)
+        if not solution_stage:  # a truncated FSAL step's unused last stage has weight 0 in b
+            yi = _StageSum.apply(y, K[:s].t(), self.b[:s], h, True, *ks)
+        self._last_stage = ks[-1]
+        return yi, _Stacked.apply(K, *ks)
 
     def interpolate(self, y: torch.Tensor, K: torch.Tensor, h: float, theta: float):
         w = torch.as_tensor(self.tableau.dense_weights(theta), dtype=self.dtype).to(self.device)
         return torch.addmv(y, K.t(), w, alpha=h)
+
+
+class _StageSum(torch.autograd.Function):
+    """``y + h * KT @ w`` (``_combine``'d when ``increment_first``) from the detached stage
+    matrix, as the no-grad step computes it; the stages ``ks`` (KT's columns) are inputs only
+    for the backward, which hands stage j ``h w_j g`` in one outer product and saves no
+    tensors (a differentiable K would carry a full-size gradient through every stage)."""
+
+    @staticmethod
+    def forward(ctx, y, KT, w, h, increment_first, *ks):
+        ctx.hw = w * h
+        return _combine(y, KT, w, h) if increment_first else torch.addmv(y, KT, w, alpha=h)
+
+    @staticmethod
+    def backward(ctx, g):
+        stage_grads = torch.outer(ctx.hw, g)
+        return (g, None, None, None, None, *stage_grads.unbind(0))
+
+
+class _Stacked(torch.autograd.Function):
+    """K (already filled with the stages' values) as a differentiable stack of ``ks``, for
+    dense output and checkpoint recomputation, without copying the stages again."""
+
+    @staticmethod
+    def forward(ctx, K, *ks):
+        return K.view_as(K)
+
+    @staticmethod
+    def backward(ctx, grad_K):
+        return (None, *grad_K.unbind(0))
+
+
+def _single_term(row: tuple[float, ...]) -> tuple[int, float] | None:
+    nonzero = [(j, w) for j, w in enumerate(row) if w != 0.0]
+    return nonzero[0] if len(nonzero) == 1 else None
+
+
+def _combine(y: torch.Tensor, KT: torch.Tensor, w: torch.Tensor, h: float) -> torch.Tensor:
+    """``y + h * KT @ w`` with the increment summed first: ``addmv`` adds the stages into y one
+    by one (BLAS gemv), rounding at y's scale once per stage, a bias that float32 solutions
+    accumulate over many steps (torchdiffeq, summing first, does not). Used for solutions;
+    stage inputs, whose rounding barely reaches the solution, keep the one-op ``addmv``."""
+    return torch.add(y, torch.mv(KT, w), alpha=h)
 
 
 def _direction_sorted(values, t0: float, t1: float, direction: float) -> list[float]:
@@ -454,6 +545,8 @@ def integrate(
             )  # fmt: skip
     finally:
         rk.busy = False
+        if isinstance(rk, RungeKutta):
+            rk._last_stage = None  # it would keep the last step's graph alive
     return outputs
 
 
@@ -584,13 +677,35 @@ def _land_on_event(f, rk, event, t, h, y0, f0, y1, grad, ends_on_jump, record):
     return y_event
 
 
-def _error_ratio(KT, b_error, abs_y0, y1, rtol, atol, norm):
-    """norm(err / (atol + rtol max(|y0|, |y1|))) without h (the caller scales by |h|), and |y1|
-    (the next step's |y0|)."""
-    err = torch.mv(KT, b_error)
-    abs_y1 = y1.abs()
-    scale = torch.maximum(abs_y0, abs_y1).mul_(rtol).add_(atol)
-    return norm(err.div_(scale)), abs_y1
+class _ErrorRatio:
+    """Each attempt's ``norm(err / (atol + rtol max(|y0|, |y1|)))`` without h (the caller
+    scales by |h|); ``accept`` makes the attempt's |y1| the next step's |y0|.
+
+    With scalar tolerances and a built-in norm (all homogeneous), rtol comes out of the scale:
+    ``norm(err / (atol / rtol + max(...))) / rtol``, one tensor operation fewer per step.
+    """
+
+    def __init__(self, b_error, rtol, atol, norm, homogeneous: bool, y0: torch.Tensor):
+        self.b_error, self.rtol, self.atol, self.norm = b_error, rtol, atol, norm
+        self.abs_y = y0.detach().abs()
+        self._abs_y1 = self.abs_y
+        self.offset = None
+        if homogeneous and isinstance(rtol, float) and isinstance(atol, float) and rtol > 0:
+            offset = atol / rtol
+            if offset < torch.finfo(y0.dtype).max / 16:  # float16 states can overflow
+                self.offset, self.inv_rtol = offset, 1.0 / rtol
+
+    def __call__(self, KT: torch.Tensor, y1: torch.Tensor) -> float:
+        err = torch.mv(KT, self.b_error)
+        abs_y1 = self._abs_y1 = y1.abs()
+        if self.offset is not None:
+            scale = torch.maximum(self.abs_y, abs_y1).add_(self.offset)
+            return self.norm(err.div_(scale)) * self.inv_rtol
+        scale = torch.maximum(self.abs_y, abs_y1).mul_(self.rtol).add_(self.atol)
+        return self.norm(err.div_(scale))
+
+    def accept(self) -> None:
+        self.abs_y = self._abs_y1
 
 
 def _integrate_adaptive(
@@ -606,6 +721,7 @@ def _integrate_adaptive(
         stops = _direction_sorted([*step_t, *jump_t], t0, direction * math.inf, direction)
         stops.append(direction * math.inf)
     jumps = set(float(v) for v in jump_t)
+    homogeneous = getattr(norm, "homogeneous", False)
     norm = float_norm(norm)
     clamp = min_step > 0.0 or max_step < math.inf
     f0 = f(t0, y0)
@@ -614,9 +730,8 @@ def _integrate_adaptive(
         h = initial_step_size(f, t0, y0, f0, tab.control_order - 1, rtol, atol, norm, direction)
     else:
         h = direction * abs(float(first_step))
-    b_error = rk.b_error
+    error_ratio = _ErrorRatio(rk.b_error, rtol, atol, norm, homogeneous, y0)
     t, y = t0, y0
-    abs_y = y0.detach().abs()
     stop_i, out_i = 0, 1
     steps = 0
     s = tab.stages
@@ -640,10 +755,9 @@ def _integrate_adaptive(
         y1, K = rk.step(f, t, h_try, y, f0, grad, ends_on_jump=on_jump)
         if grad:
             with torch.no_grad():
-                ratio, abs_y1 = _error_ratio(K.t(), b_error, abs_y, y1.detach(), rtol, atol, norm)
+                ratio = error_ratio(K.t(), y1.detach())
         else:
-            KT = rk._current.prefixes[s]
-            ratio, abs_y1 = _error_ratio(KT, b_error, abs_y, y1, rtol, atol, norm)
+            ratio = error_ratio(rk._current.prefixes[s], y1)
         ratio *= abs(h_try)
         steps += 1
         if ratio <= 1.0 or (clamp and abs(h_try) <= min_step):  # NaN compares False: rejected
@@ -669,7 +783,8 @@ def _integrate_adaptive(
                     if record is not None:
                         record[-1].outputs.append((out_i, theta))
                     out_i += 1
-            t, y, abs_y = t_new, y1, abs_y1
+            t, y = t_new, y1
+            error_ratio.accept()
             after_jump = on_jump
             if hits_stop:
                 stop_i += 1

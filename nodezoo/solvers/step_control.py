@@ -19,11 +19,22 @@ def rms_norm(x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(x) / math.sqrt(max(x.numel(), 1))
 
 
+def _homogeneous(norm: Norm) -> Norm:
+    """Mark a built-in norm as absolutely homogeneous (norm(c x) = |c| norm(x)), which lets the
+    step loop scale error ratios on the host (user norms are not assumed to be)."""
+    norm.homogeneous = True
+    return norm
+
+
+_homogeneous(rms_norm)
+
+
 def float_norm(norm: Norm) -> Callable[[torch.Tensor], float]:
     """The norm as a Python float; for the default RMS norm the division happens on the host,
     saving a tensor operation per step."""
     if norm is rms_norm:
-        return lambda x: float(torch.linalg.vector_norm(x)) / math.sqrt(max(x.numel(), 1))
+        vector_norm, sqrt = torch.linalg.vector_norm, math.sqrt
+        return lambda x: float(vector_norm(x)) / sqrt(max(x.numel(), 1))
     return lambda x: float(norm(x))
 
 
@@ -36,7 +47,7 @@ def mixed_norm(sizes: Sequence[int]) -> Norm:
     def norm(x: torch.Tensor) -> torch.Tensor:
         return torch.stack([rms_norm(p) for p in x.split(sizes)]).max()
 
-    return norm
+    return _homogeneous(norm)
 
 
 def seminorm(n_measured: int, inner: Norm = rms_norm) -> Norm:
@@ -49,6 +60,8 @@ def seminorm(n_measured: int, inner: Norm = rms_norm) -> Norm:
     def norm(x: torch.Tensor) -> torch.Tensor:
         return inner(x[:n_measured])
 
+    if getattr(inner, "homogeneous", False):
+        _homogeneous(norm)
     return norm
 
 
