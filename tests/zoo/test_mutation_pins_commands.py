@@ -155,36 +155,73 @@ def test_list_json_is_indented_for_reading(monkeypatch, capsys):
     assert capsys.readouterr().out.startswith('[\n  {\n    "name": "odenet-x",')
 
 
-VERB_OPTIONS = {  # every option each verb documents in --help
-    "list": ["--json"],
-    "evaluate": ["--revision", "--seed", "--data-dir", "--batch-size", "--limit-batches", "--json"],
-    "publish": [
-        "--repo-id", "--out", "--name", "--private", "--branch BRANCH, --revision BRANCH",
-        "--create-pr", "--recipe", "--metrics", "--fact KEY=VALUE", "--comparison FILE",
-        "--data-dir", "--limit-batches", "--seed",
-    ],
-}  # fmt: skip
 DESCRIPTIONS = {
     "list": "List the zoo's pretrained models and their metrics.",
     "evaluate": "Recompute a zoo model's published test metrics from its weights.",
     "publish": "Turn a Lightning checkpoint (or a zoo folder) into a zoo folder",
 }
+# every option each verb takes: (type, action class name, dest) as --help documents them
+OPTIONS = {
+    "list": {"--json": (None, "_StoreTrueAction", "json")},
+    "evaluate": {
+        "ref": (None, "_StoreAction", "ref"),
+        "--revision": (None, "_StoreAction", "revision"),
+        "--seed": (int, "_StoreAction", "seed"),
+        "--data-dir": (None, "_StoreAction", "data_dir"),
+        "--batch-size": (int, "_StoreAction", "batch_size"),
+        "--limit-batches": (int, "_StoreAction", "limit_batches"),
+        "--json": (None, "_StoreTrueAction", "json"),
+    },
+    "publish": {
+        "source": (None, "_StoreAction", "source"),
+        "--repo-id": (None, "_StoreAction", "repo_id"),
+        "--out": (None, "_StoreAction", "out"),
+        "--name": (None, "_StoreAction", "name"),
+        "--private": (None, "_StoreTrueAction", "private"),
+        "--branch": (None, "_StoreAction", "branch"),
+        "--revision": (None, "_StoreAction", "branch"),  # an alias of --branch
+        "--create-pr": (None, "_StoreTrueAction", "create_pr"),
+        "--recipe": (None, "_StoreAction", "recipe"),
+        "--metrics": (None, "_StoreAction", "metrics"),
+        "--fact": (None, "_AppendAction", "fact"),
+        "--comparison": (None, "_StoreAction", "comparison"),
+        "--data-dir": (None, "_StoreAction", "data_dir"),
+        "--limit-batches": (int, "_StoreAction", "limit_batches"),
+        "--seed": (int, "_StoreAction", "seed"),
+    },
+}
 
 
-@pytest.mark.parametrize("verb", sorted(VERB_OPTIONS))
-def test_help_names_the_verb_says_what_it_does_and_explains_each_option(verb, capsys):
+@pytest.mark.parametrize("verb", sorted(OPTIONS))
+def test_each_verb_documents_every_option_it_takes(verb, monkeypatch):
+    """The parser each verb builds (caught at parse time): its program name and description,
+    and for every option its type, action and destination, with a help text."""
+    import argparse
+
+    built = []
+
+    def capture(parser, args=None, namespace=None):
+        built.append(parser)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
     main = {"list": main_list, "evaluate": commands.main_evaluate, "publish": main_publish}[verb]
-    with pytest.raises(SystemExit) as exit_:
-        main(["--help"])
-    assert exit_.value.code == 0
-    out = capsys.readouterr().out
-    assert out.startswith(f"usage: nodezoo {verb} [-h]")
-    assert DESCRIPTIONS[verb] in " ".join(out.split())
-    options = out.split("options:", 1)[1]
-    for option in VERB_OPTIONS[verb]:
-        (line,) = [line for line in options.splitlines() if line.strip().startswith(option)]
-        rest = line.strip()[len(option) :].strip()
-        if not rest:  # the help text is on the next line
-            following = options.splitlines()[options.splitlines().index(line) + 1]
-            rest = following.strip()
-        assert rest and not rest.startswith("-"), f"{option} has no help text"
+    with pytest.raises(SystemExit):
+        main([])
+    (parser,) = built
+    assert parser.prog == f"nodezoo {verb}"
+    assert DESCRIPTIONS[verb] in parser.description
+    actions = {
+        name: action
+        for action in parser._actions
+        if action.dest != "help"
+        for name in (action.option_strings or [action.dest])
+    }
+    assert set(actions) == set(OPTIONS[verb])
+    for name, (type_, kind, dest) in OPTIONS[verb].items():
+        action = actions[name]
+        assert (action.type, type(action).__name__, action.dest) == (type_, kind, dest), name
+        assert action.help and action.help.strip(), name
+    if verb == "publish":
+        assert actions["--fact"].default == [] and actions["--fact"].metavar == "KEY=VALUE"
+        assert actions["--comparison"].metavar == "FILE"
