@@ -263,3 +263,46 @@ def test_classifier_card_with_labels_base_model_notes_and_command():
     assert "model.label_names" not in unlabeled and "Classes, in output order" not in unlabeled
     assert "Fine-tuned from `odenet-fashion-mnist`." in unlabeled
     assert "base_model" not in front_matter(unlabeled)
+
+
+def test_the_runs_own_budget_wins_over_the_recipes():
+    """A run started with ``--trainer.max_epochs 5`` records run/max_epochs: that budget, not
+    the recipe file's, decides whether the card calls the run shortened."""
+    recipe = "trainer:\n  max_epochs: 30\n  max_steps: 90000\n"
+    config = {"architecture": "image-classifier"}
+    full = render_card(
+        name="m",
+        config=config,
+        metrics={"run/epochs": 5, "run/max_epochs": 5, "run/max_steps": 500},
+        recipe_text=recipe,
+    )
+    assert "Shortened run" not in full
+    assert "| Recipe's max_epochs | 5 |" in full and "| Recipe's max_steps | 500 |" in full
+    short = render_card(name="m", config=config, metrics={"run/epochs": 5}, recipe_text=recipe)
+    assert "trained for 5 of the recipe's 30 epochs" in short
+    assert "| Recipe's max_steps | 90,000 |" in short
+
+
+def test_a_card_without_data_says_so_where_it_names_the_data():
+    card = render_card(name="m", config={"architecture": "image-classifier"}, metrics={})
+    assert "pass `recipe=` to `save_pretrained` to record it." in card
+    assert "- Trained and evaluated on unknown data only;" in card
+
+
+def test_a_headline_without_a_row_label_is_shown_by_its_key(monkeypatch):
+    from nodezoo.zoo import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register(
+        registry.ZooArchitecture(
+            name="f1-model",
+            model_class="torch.nn.modules.linear:Linear",
+            evaluate="x:y",
+            task="image-classification",
+            headline_metric="test/f1",
+            metric_name="f1",
+        )
+    )
+    card = render_card(name="m", config={"architecture": "f1-model"}, metrics={"test/f1": 0.5})
+    assert "Headline: `test/f1` = 0.5 (higher is better)." in card
+    assert "| `test/f1` | 0.5 |" in card
