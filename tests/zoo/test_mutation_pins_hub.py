@@ -247,6 +247,7 @@ def test_a_repo_without_config_and_weights_is_not_a_model(snapshot):
 )
 def test_download_failures_say_what_to_do(snapshot, failure, kwargs, cls, expected):
     snapshot.result = failure
+    kwargs = dict(kwargs)  # the parameter's dict is shared between runs of this test
     revision = kwargs.pop("revision", None)
     with pytest.raises(cls) as err:
         download_folder("acme/x", revision, **kwargs)
