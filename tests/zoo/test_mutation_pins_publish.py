@@ -162,3 +162,30 @@ def test_the_zoo_package_loads_evaluate_lazily_and_names_missing_attributes():
     assert nodezoo.zoo.evaluate is evaluate
     with pytest.raises(AttributeError, match=r"module 'nodezoo\.zoo' has no attribute 'nope'"):
         nodezoo.zoo.nope  # noqa: B018
+
+
+def test_the_card_picture_is_drawn_on_the_recorded_test_sample(tmp_path, monkeypatch):
+    """Re-publishing a CNF folder: the picture uses the test seed its metrics were measured
+    with (metrics.json's test/seed), so picture and numbers describe the same sample."""
+    import nodezoo.models.cnf_plots as cnf_plots
+    from nodezoo.models.cnf import CNF
+
+    drawn = []
+
+    def record(model, datamodule, path):
+        drawn.append(datamodule.test_seed)
+        path.write_bytes(b"png")
+
+    monkeypatch.setattr(cnf_plots, "card_picture", record)
+    recipe = {
+        "data": {
+            "class_path": "nodezoo.data.density.ToyDensityDataModule",
+            "init_args": {"n_train": 8, "n_val": 4, "n_test": 8, "seed": 0},
+        }
+    }
+    metrics = {"test/nll": 1.0, "test/seed": 99, "test/nfe_forward": 5.0}
+    folder = CNF(dim=2, hidden=4, layers=1).save_pretrained(tmp_path / "cnf", metrics, recipe)
+    out = build_folder(folder, tmp_path / "out", evaluate_missing=False)
+    assert drawn == [99] and (out / "card.png").read_bytes() == b"png"
+    build_folder(folder, tmp_path / "out2", evaluate_missing=False, seed=7)
+    assert drawn == [99, 7]  # an explicit seed wins
