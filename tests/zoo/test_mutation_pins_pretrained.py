@@ -199,3 +199,31 @@ def test_a_head_missing_from_the_weights_is_refused_when_the_head_fits(folders, 
     write_checksums(folder)
     with pytest.raises(WeightsMismatchError, match=r"missing from pretrained weights .*head\.bias"):
         ImageClassifier(**ARGS, pretrained=str(folder))
+
+
+def test_num_classes_equal_to_the_saved_count_keeps_the_trained_head(folders):
+    from nodezoo.zoo import from_pretrained
+
+    saved = from_pretrained(folders / "classifier")
+    saved.label_names = None
+    same = from_pretrained(folders / "classifier", num_classes=3)
+    for key in ("head.weight", "head.bias"):
+        assert torch.equal(same.state_dict()[key], saved.state_dict()[key]), key
+
+
+def test_num_classes_for_a_model_without_a_classifier_head_is_refused(folders):
+    with pytest.raises(ZooError, match="RNNBaseline has no classifier head to reset"):
+        RNNBaseline.from_pretrained(folders / "forecaster", num_classes=5)
+
+
+def test_a_hub_failure_names_the_reference(monkeypatch, tmp_path):
+    from nodezoo.zoo import HubAccessError, from_pretrained
+    from nodezoo.zoo import pretrained as pretrained_module
+
+    def offline(*args, **kwargs):
+        raise HubAccessError("the Hub could not be reached.")
+
+    monkeypatch.setattr(pretrained_module, "download_folder", offline)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(HubAccessError, match=r"^no model 'acme/odenet' found; tried it as a"):
+        from_pretrained("acme/odenet")
