@@ -225,3 +225,19 @@ def test_each_verb_documents_every_option_it_takes(verb, monkeypatch):
     if verb == "publish":
         assert actions["--fact"].default == [] and actions["--fact"].metavar == "KEY=VALUE"
         assert actions["--comparison"].metavar == "FILE"
+
+
+def test_evaluate_with_limit_batches_gives_no_verdict(tmp_path, monkeypatch, capsys):
+    """A subset of the test set cannot confirm or refute the card: the verdict says so."""
+    from nodezoo.models.classifier import ImageClassifier
+    from nodezoo.zoo import evaluation
+
+    folder = ImageClassifier("mlp", width=4).save_pretrained(
+        tmp_path / "m", metrics={"test/acc": 0.9}
+    )
+    monkeypatch.setattr(evaluation, "evaluate", lambda ref, **kw: {"test/acc": 0.5})
+    assert commands.main_evaluate([str(folder), "--limit-batches", "1"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("--limit-batches: a subset of the test set")
+    assert commands.main_evaluate([str(folder)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("MISMATCH: test/acc differ")
