@@ -227,3 +227,13 @@ def test_a_hub_failure_names_the_reference(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(HubAccessError, match=r"^no model 'acme/odenet' found; tried it as a"):
         from_pretrained("acme/odenet")
+
+
+def test_a_path_like_reference_that_is_no_folder_is_named(tmp_path, monkeypatch):
+    from nodezoo.zoo import from_pretrained
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ZooError, match=r"^no model 'x/y/z' found; tried it as a folder"):
+        from_pretrained("x/y/z")
+    with pytest.raises(ZooError, match=r"^no model 'no-such-model' found; tried it as a folder"):
+        from_pretrained("no-such-model")

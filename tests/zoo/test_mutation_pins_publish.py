@@ -189,3 +189,14 @@ def test_the_card_picture_is_drawn_on_the_recorded_test_sample(tmp_path, monkeyp
     assert drawn == [99] and (out / "card.png").read_bytes() == b"png"
     build_folder(folder, tmp_path / "out2", evaluate_missing=False, seed=7)
     assert drawn == [99, 7]  # an explicit seed wins
+
+
+def test_republishing_keeps_label_names_and_links_the_results_to_the_repo(tmp_path):
+    model = ImageClassifier(backbone="mlp", num_classes=3, in_channels=1, image_size=8, width=4)
+    folder = model.save_pretrained(
+        tmp_path / "m", metrics={"test/acc": 0.5}, label_names=["cat", "dog", "eel"]
+    )
+    out = build_folder(folder, tmp_path / "out", evaluate_missing=False, repo_id="acme/pets")
+    assert json.loads((out / "config.json").read_text())["label_names"] == ["cat", "dog", "eel"]
+    (result,) = front_matter((out / "README.md").read_text())["model-index"][0]["results"]
+    assert result["source"]["url"] == "https://huggingface.co/acme/pets"
