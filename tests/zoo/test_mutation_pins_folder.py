@@ -151,6 +151,9 @@ def test_non_finite_tensors_are_listed_up_to_eight():
     message = str(err.value)
     shown = ", ".join(sorted(f"w{i}" for i in range(10))[:8])
     assert f"not loading x.safetensors: NaN or inf in 10 tensor(s): {shown} (+2 more)." in message
+    assert message.endswith(
+        "use a checkpoint from before the run diverged, or download the folder again."
+    )
     _check_finite({"ok": torch.ones(2), "inf_int": torch.tensor([1])}, Path("y"), "saving")
     with pytest.raises(CorruptWeightsError, match=r"in 1 tensor\(s\): a\. These"):
         _check_finite({"a": torch.tensor([float("-inf")])}, Path("y"), "saving")
@@ -248,3 +251,18 @@ def test_recipe_given_as_a_file_and_the_default_name(model, tmp_path):
     assert json.loads((folder / "metrics.json").read_text()) == {"model/params": params}
     with pytest.raises(ZooError, match=r"recipe '.*missing\.yaml' is not a file"):
         save_folder(model, tmp_path / "x", recipe=tmp_path / "missing.yaml")
+
+
+def test_reading_non_finite_weights_says_it_did_not_load_them(model, tmp_path):
+    from safetensors.torch import save_file
+
+    from nodezoo.zoo.folder import write_checksums
+
+    folder = save_folder(model, tmp_path / "f")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["head.bias"][0] = float("nan")
+    save_file(state, str(folder / "model.safetensors"))
+    write_checksums(folder)
+    with pytest.raises(CorruptWeightsError) as err:
+        read_weights(folder)
+    assert str(err.value).startswith(f"not loading {folder / 'model.safetensors'}: NaN or inf")

@@ -147,8 +147,12 @@ def test_the_upload_token(monkeypatch):
     with pytest.raises(HubAccessError, match="no Hugging Face token: log in with `hf auth login`"):
         upload_token()
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(HubAccessError, match="HF_HUB_OFFLINE is set, so nothing can be uploaded"):
+    with pytest.raises(HubAccessError) as err:
         upload_token("hf_given")
+    assert str(err.value) == (
+        "HF_HUB_OFFLINE is set, so nothing can be uploaded; unset it to publish, or build the "
+        "folder only with --out DIR."
+    )
 
 
 # ------------------------------------------------------------------------------ downloads
@@ -214,7 +218,8 @@ def test_a_repo_without_config_and_weights_is_not_a_model(snapshot):
             http_error(errors.RepositoryNotFoundError, 404),
             {"revision": "v1"},
             HubAccessError,
-            "no model repo 'acme/x' at revision 'v1' on http://hub.test (or it is private",
+            "no model repo 'acme/x' at revision 'v1' on http://hub.test (or it is private: log "
+            "in with `hf auth login` or set HF_TOKEN).",
         ),
         (
             http_error(errors.RevisionNotFoundError, 404),
