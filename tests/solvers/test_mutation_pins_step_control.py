@@ -78,19 +78,21 @@ def _call_rule(f, t0, y0, order, atol, direction=1.0):
     )
 
 
-# f = c * t**2 in both components: the probe's change depends on which side of t0 it looks
+# (f, direction, order). With f = c * t**2 the probe's change depends on which side of t0 it
+# looks; a constant f leaves d2 = 0, so d1 alone sets the step.
 CASES = {
-    "forward": (1.0, 1.0, 2),
-    "backward": (1.0, -1.0, 2),
+    "forward": (lambda t, y: [t * t for _ in y], 1.0, 2),
+    "backward": (lambda t, y: [t * t for _ in y], -1.0, 2),
     # |f0| / atol = 0.1 (between 1e-5 and 1): h0 = 0.01 * d0 / d1 = 100 stays, as in the rule
-    "small_slope": (1e-4, 1.0, 3),
+    "small_slope": (lambda t, y: [1e-4 * t * t for _ in y], 1.0, 3),
+    # max(d1, d2) = 0.1: small but not zero, so the power rule, not the 1e-3 * h0 fallback
+    "constant_small": (lambda t, y: [1e-4 for _ in y], 1.0, 2),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_first_step_rule_matches_the_textbook(case):
-    c, direction, order = CASES[case]
-    f = lambda t, y: [c * t * t for _ in y]
+    f, direction, order = CASES[case]
     want = _hnw_first_step(f, 1.0, [1.0, 1.0], order, 1e-3, direction)
     assert _call_rule(f, 1.0, [1.0, 1.0], order, 1e-3, direction) == pytest.approx(want, rel=1e-9)
     assert math.copysign(1.0, want) == direction
@@ -104,6 +106,8 @@ def test_first_step_rule_sides_and_branches_change_the_answer():
     assert forward != pytest.approx(mirrored, rel=1e-6)  # probing at t0 - h0 differs
     small = _hnw_first_step(lambda t, y: [1e-4 * t * t for _ in y], 1.0, [1.0, 1.0], 3, 1e-3)
     assert small == pytest.approx((0.01 / 10.2) ** 0.25, rel=1e-3)  # h0 = 100, d2 = 10.2
+    constant = _hnw_first_step(CASES["constant_small"][0], 1.0, [1.0, 1.0], 2, 1e-3)
+    assert constant == pytest.approx((0.01 / 0.1) ** (1 / 3))  # not max(1e-6, 1e-3 * h0) = 0.1
 
 
 @pytest.mark.parametrize("direction", [1.0, -1.0])
