@@ -106,3 +106,74 @@ def test_odeint_event_reverse_time_and_keyword_arguments():
             ramp, torch.zeros(1, **F64), torch.tensor(0.0, **F64),
             event_fn=lambda t, y: y.sum() - 0.5, method="rk4",
         )  # fmt: skip
+
+
+OMEGA = 0.5671432904097838  # the omega constant: exp(-W) = W
+
+
+@pytest.mark.parametrize("gradient", ["backprop", "adjoint", "checkpoint"])
+def test_event_function_of_time_and_state(gradient):
+    """y' = -y from y0 until y = t: y0 exp(-t*) = t*, so t* = W(1) at y0 = 1, and by the
+    implicit function theorem dt*/dy0 = exp(-t*) / (y0 exp(-t*) + 1) = t* / (t* + 1)."""
+    y0 = torch.ones(1, **F64, requires_grad=True)
+    cfg = SolverConfig(rtol=1e-10, atol=1e-12, gradient=gradient, adjoint_rtol=1e-10)
+    t_event, _ = nodezoo.solve(
+        lambda t, y: -y, y0, torch.tensor([0.0, 1.0], **F64), cfg,
+        event_fn=lambda t, y: y.sum() - t, params=(),
+    )  # fmt: skip
+    assert float(t_event) == pytest.approx(OMEGA, abs=1e-10)
+    (dt_dy0,) = torch.autograd.grad(t_event, y0)
+    assert float(dt_dy0) == pytest.approx(OMEGA / (OMEGA + 1), abs=1e-7)
+
+
+def test_event_function_of_time_only():
+    """g = t - 0.7 ignores y: t* = 0.7 whatever y0 (no gradient), y(t*) = y0 exp(-0.7)."""
+    y0 = torch.ones(1, **F64, requires_grad=True)
+    t_event, ys = nodezoo.odeint(
+        lambda t, y: -y, y0, torch.tensor([0.0, 1.0], **F64),
+        event_fn=lambda t, y: t - 0.7, rtol=1e-10, atol=1e-12,
+    )  # fmt: skip
+    assert float(t_event) == pytest.approx(0.7, abs=1e-10)
+    (dy_dy0,) = torch.autograd.grad(ys[-1].sum(), y0)
+    assert float(dy_dy0) == pytest.approx(math.exp(-0.7), abs=1e-8)
+
+
+def test_event_time_tolerance_is_the_smallest_atol():
+    """Per-part atol (a tuple state): the event time is found to the smallest of them."""
+    y0 = (torch.zeros(1, **F64), torch.ones(1, **F64))
+    t_event, _ = nodezoo.odeint(
+        lambda t, y: (torch.ones_like(y[0]), torch.zeros_like(y[1])), y0,
+        torch.tensor([0.0, 1.0], **F64), event_fn=lambda t, y: y[0].sum() - 0.3,
+        rtol=1e-10, atol=[1e-12, 1e-2],
+    )  # fmt: skip
+    assert float(t_event) == pytest.approx(0.3, abs=1e-11)
+
+
+def test_bisection_stops_within_the_time_tolerance():
+    """One rk4 step of 4 across the event of y = t at 1.3: the bracket is halved until it is
+    within atol = 1e-3 in time, so ceil(log2(4 / 1e-3)) = 12 halvings, 10 more for 1e-6."""
+
+    def run(atol):
+        calls = []
+
+        def event_fn(t, y):
+            calls.append(float(t))
+            return y.sum() - 1.3
+
+        t_event, _ = nodezoo.odeint(
+            lambda t, y: torch.ones_like(y), torch.zeros(1, **F64),
+            torch.tensor([0.0, 1.0], **F64), method="rk4", event_fn=event_fn, atol=atol,
+            options={"step_size": 4.0},
+        )  # fmt: skip
+        assert abs(float(t_event) - 1.3) <= atol / 2
+        return len(calls)
+
+    assert run(1e-6) - run(1e-3) == 10
+
+
+def test_event_fn_must_return_a_tensor():
+    with pytest.raises(SolverConfigError, match=r"must return a tensor .*got float"):
+        nodezoo.odeint(
+            lambda t, y: -y, torch.ones(1), torch.tensor([0.0, 1.0]),
+            event_fn=lambda t, y: float(y.sum()),
+        )  # fmt: skip
