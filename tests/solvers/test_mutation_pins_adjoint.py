@@ -133,3 +133,49 @@ def test_user_adjoint_norm_receives_each_parameter_channel():
     assert torch.allclose(adj_y, w)
     assert torch.allclose(adj_w, y1)
     assert torch.allclose(adj_c, -torch.ones(2, **F64))
+
+
+class Pair(torch.nn.Module):
+    """y' = -k * y with a parameter of two entries."""
+
+    def __init__(self):
+        super().__init__()
+        self.k = torch.nn.Parameter(torch.tensor([0.5, 0.2], **F64))
+
+    def forward(self, t, y):
+        return -self.k * y
+
+
+def _rms(v):
+    return math.sqrt(sum(x * x for x in v) / len(v))
+
+
+@pytest.mark.parametrize("seminorm", [False, True])
+def test_default_adjoint_norm_is_torchdiffeqs(seminorm):
+    """The norm on ``ys.grad_fn.adjoint_options`` is torchdiffeq's default adjoint norm:
+    max(|t|, rms(y), rms(adj_y), rms(adj_k)); the seminorm leaves adj_k out."""
+    options = {"norm": "seminorm"} if seminorm else None
+    ys = nodezoo.odeint_adjoint(Pair(), torch.ones(2, **F64), T, adjoint_options=options)
+    norm = ys.grad_fn.adjoint_options["norm"]
+    t, y, adj_y, adj_k = (
+        torch.tensor(v, **F64) for v in (0.1, [0.3, -0.4], [0.2, 0.1], [2.0, 1.0])
+    )
+    values = [0.1, _rms([0.3, -0.4]), _rms([0.2, 0.1])] + ([] if seminorm else [_rms([2.0, 1.0])])
+    assert float(norm((t, y, adj_y, adj_k))) == pytest.approx(max(values))
+
+
+def test_forward_state_norm_measures_y_and_adj_y_in_the_backward_solve():
+    """As torchdiffeq: a forward ``options['norm']`` is not the adjoint norm; the default
+    adjoint norm applies it to y and to adj_y, each in the state's own shape."""
+    shapes = {"forward": [], "backward": []}
+    phase = "forward"
+
+    def norm(y):
+        shapes[phase].append(tuple(y.shape))
+        return y.abs().max()
+
+    ys = nodezoo.odeint_adjoint(Pair(), torch.ones(2, **F64), T, options={"norm": norm})
+    phase = "backward"
+    ys[-1].sum().backward()
+    assert shapes["forward"] and shapes["backward"]
+    assert set(shapes["backward"]) == {(2,)}
