@@ -231,7 +231,7 @@ def solve(
     are the tensors the adjoint/checkpoint gradients flow to (default: ``func.parameters()``
     when ``func`` is an ``nn.Module``). ``stats`` receives NFE and step counts; the backward
     counts arrive when the backward pass runs. ``options`` are torchdiffeq's (checked per
-    method); ``adjoint_options`` default to ``options`` without ``norm``.
+    method); ``adjoint_options`` default to ``options`` without ``norm`` and ``interp``.
 
     With ``event_fn(t, y) -> tensor``, ``t`` must hold two times (the start and, through the
     second, the direction): the solve runs until any output of ``event_fn`` reaches zero and
@@ -377,7 +377,8 @@ def _adjoint_settings(
     method = config.adjoint_method or config.method
     spec = get_method(method)
     if adjoint_options is None:  # torchdiffeq: the forward options, less the state norm
-        adjoint_options = {k: v for k, v in options.items() if k != "norm"}
+        # and the event bracket's interpolant (the backward solve has no event)
+        adjoint_options = {k: v for k, v in options.items() if k not in ("norm", "interp")}
     adjoint_options = dict(adjoint_options)
     norm_choice = adjoint_options.pop("norm", None)
     defaults = {"max_num_steps": config.max_steps} if spec.family != "scipy" else {}

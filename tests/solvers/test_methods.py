@@ -86,7 +86,7 @@ def test_non_runge_kutta_methods_refuse_checkpointing():
     with pytest.raises(SolverConfigError, match="checkpoint"):
         nodezoo.solve(
             oscillator,
-            Y0.requires_grad_(),
+            Y0.clone().requires_grad_(),  # a copy: Y0 is shared by the tests above
             T,
             SolverConfig(method="implicit_adams", gradient="checkpoint"),
         )
