@@ -26,43 +26,11 @@ import torch
 from scipy.integrate import solve_ivp
 
 from nodezoo.solvers import SolveStats, solve
+from nodezoo.solvers.stiff_problems import hires, robertson, van_der_pol
 
 F64 = torch.float64
 NODEZOO_METHODS = ("radau5", "kvaerno5")
 PARTS = ("single", "sweep", "batch")
-
-
-def robertson(t, y):
-    y1, y2, y3 = y[..., 0], y[..., 1], y[..., 2]
-    return torch.stack(
-        [-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2**2, 3e7 * y2**2], -1
-    )
-
-
-def van_der_pol(mu):
-    """Hairer & Wanner's scaled form (eps = 1/mu): y1' = y2, y2' = mu ((1 - y1^2) y2 - y1);
-    one relaxation oscillation takes t ~ 1.6, and t_end = 1 includes the first jump (t ~ 0.8)."""
-
-    def f(t, y):
-        return torch.stack([y[..., 1], mu * ((1 - y[..., 0] ** 2) * y[..., 1] - y[..., 0])], -1)
-
-    return f
-
-
-def hires(t, y):
-    """HIRES (Hairer & Wanner's test set), t in [0, 321.8122]."""
-    y1, y2, y3, y4, y5, y6, y7, y8 = y.unbind(-1)
-    r = 280.0 * y6 * y8
-    return torch.stack([
-        -1.71 * y1 + 0.43 * y2 + 8.32 * y3 + 0.0007,
-        1.71 * y1 - 8.75 * y2,
-        -10.03 * y3 + 0.43 * y4 + 0.035 * y5,
-        8.32 * y2 + 1.71 * y3 - 1.12 * y4,
-        -1.745 * y5 + 0.43 * y6 + 0.43 * y7,
-        -r + 0.69 * y4 + 1.71 * y5 - 0.43 * y6 + 0.69 * y7,
-        r - 1.81 * y7,
-        -r + 1.81 * y7,
-    ], -1)  # fmt: skip
 
 
 def stiff_linear():

@@ -11,6 +11,14 @@ import torch
 from nodezoo.solvers import SolverConfigError, SolveStats, solve
 from nodezoo.solvers.implicit import IMPLICIT_METHODS
 from nodezoo.solvers.newton import NewtonFailed, jacobian
+from nodezoo.solvers.stiff_problems import (
+    HIRES_END,
+    HIRES_Y0,
+    ROBERTSON_1E11,
+    hires,
+    robertson,
+    van_der_pol,
+)
 
 F64 = torch.float64
 ORDERS = {
@@ -208,13 +216,6 @@ def test_kvaerno5_on_a_stiff_linear_system_with_exact_solution():
     assert stats.steps_accepted < 200  # an explicit method needs > 1e4 steps (stability)
 
 
-def robertson(t, y):
-    y1, y2, y3 = y[0], y[1], y[2]
-    return torch.stack(
-        [-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2**2, 3e7 * y2**2]
-    )
-
-
 def test_kvaerno5_robertson_against_scipy_radau():
     """Robertson's chemical kinetics (HW test set) to t = 1e5 at rtol = 1e-6."""
     y0 = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
@@ -231,10 +232,7 @@ def test_kvaerno5_robertson_against_scipy_radau():
 
 def test_kvaerno5_van_der_pol_mu_1000_against_scipy_radau():
     """van der Pol with mu = 1000 through its initial fast layer (t in [0, 0.2])."""
-    mu = 1000.0
-
-    def vdp(t, y):
-        return torch.stack([y[1], mu * ((1 - y[0] ** 2) * y[1] - y[0])])
+    vdp = van_der_pol(1000.0)
 
     y0 = torch.tensor([2.0, 0.0], dtype=F64)
     ys = solve(vdp, y0, torch.tensor([0.0, 0.2], dtype=F64),
@@ -255,32 +253,6 @@ def test_explicit_methods_stall_on_robertson_where_kvaerno5_does_not():
 
 
 # -- radau5: adaptive Radau IIA 5 against exact solutions, the IVP test set and scipy's Radau --
-
-
-def hires(t, y):
-    """HIRES (Hairer & Wanner's test set): 8 reactions of plant physiology."""
-    y1, y2, y3, y4, y5, y6, y7, y8 = y
-    r = 280.0 * y6 * y8
-    return torch.stack([
-        -1.71 * y1 + 0.43 * y2 + 8.32 * y3 + 0.0007,
-        1.71 * y1 - 8.75 * y2,
-        -10.03 * y3 + 0.43 * y4 + 0.035 * y5,
-        8.32 * y2 + 1.71 * y3 - 1.12 * y4,
-        -1.745 * y5 + 0.43 * y6 + 0.43 * y7,
-        -r + 0.69 * y4 + 1.71 * y5 - 0.43 * y6 + 0.69 * y7,
-        r - 1.81 * y7,
-        -r + 1.81 * y7,
-    ])  # fmt: skip
-
-
-HIRES_Y0 = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057]
-# y(321.8122) from the IVP test set (Mazzia & Magherini, Bari); scipy's Radau at rtol = atol =
-# 1e-12 agrees to 5e-11 relative.
-HIRES_END = [7.371312573325668e-4, 1.442485726316185e-4, 5.888729740967575e-5,
-             1.175651343283149e-3, 2.386356198831331e-3, 6.238968252742796e-3,
-             2.849998395185769e-3, 2.850001604814231e-3]  # fmt: skip
-# Robertson's y(1e11), same source; scipy's Radau at 1e-12 agrees to 3e-7 relative.
-ROBERTSON_1E11 = [2.083340149701255e-8, 8.333360770334713e-14, 0.9999999791665050]
 
 
 def test_radau5_on_a_stiff_linear_system_with_exact_solution():
@@ -325,10 +297,7 @@ def test_radau5_matches_scipy_radau_in_error_and_cost():
     (f evaluations + Jacobians) are within 2x of scipy's, on Robertson and van der Pol."""
     from scipy.integrate import solve_ivp
 
-    mu = 1000.0
-
-    def vdp(t, y):
-        return torch.stack([y[1], mu * ((1 - y[0] ** 2) * y[1] - y[0])])
+    vdp = van_der_pol(1000.0)
 
     cases = [(robertson, [1.0, 0.0, 0.0], 1e3, 1e-10), (vdp, [2.0, 0.0], 0.2, 1e-6)]
     for f, y0, t_end, atol in cases:
