@@ -44,6 +44,7 @@ def test_from_dict_takes_configs_and_none_and_refuses_other_types():
         ([0.0, 0.0], [1e-3, 0.0], " (entry 1)"),
         ([0.0], [1e-3, 0.0], " (entry 1)"),  # one rtol stands for every entry
         ([0.0, 1e-3], [0.0], " (entry 0)"),
+        ([1e-3, 0.0], [0.0], " (entry 1)"),  # and one atol
     ],
 )
 def test_zero_tolerances_are_named_by_entry(rtol, atol, entry):
