@@ -88,8 +88,21 @@ def test_yaml_style_exponent_gets_a_hint(value):
     )
 
 
-@pytest.mark.parametrize("value", ["tight", "1.0e-3", "e3", "1e", "1e-3e1"])
+@pytest.mark.parametrize("value", ["tight", "1.0e-3", "e3", "1e", "1e-3e1", "X1e-3", "1eX3"])
 def test_other_text_gets_no_yaml_hint(value):
     with pytest.raises(SolverConfigError) as info:
         SolverConfig(rtol=value)
     assert "YAML" not in str(info.value)
+
+
+def test_replace_returns_a_checked_copy():
+    config = SolverConfig(rtol=1e-3)
+    changed = config.replace(rtol=1e-6, method="rk4")
+    assert (changed.rtol, changed.method, config.rtol, config.method) == (
+        1e-6,
+        "rk4",
+        1e-3,
+        "dopri5",
+    )
+    with pytest.raises(SolverConfigError, match="^rtol must be"):
+        config.replace(rtol=-1.0)
