@@ -104,5 +104,5 @@ def test_replace_returns_a_checked_copy():
         1e-3,
         "dopri5",
     )
-    with pytest.raises(SolverConfigError, match="^rtol must be"):
+    with pytest.raises(SolverConfigError, match=r"^rtol must be"):
         config.replace(rtol=-1.0)
