@@ -45,25 +45,26 @@ def test_backward_counts_accumulate_over_solves():
 def test_grid_constructor_holds_in_the_backward_solve():
     """The forward options (grid_constructor included) are the adjoint's by default: the
     backward rk4 takes the grid's 4 steps over [1, 0] (16 evaluations), and the constructor
-    sees the augmented state (y, adj_y, adj_params) in the user's shapes."""
+    gets func and the augmented state (y, adj_y, adj_params) in the user's shapes."""
     seen = []
 
     def grid(func, y0, t):
-        seen.append((t.tolist(), y0))
+        seen.append((func, t.tolist(), y0))
         return torch.linspace(float(t[0]), float(t[1]), 5, **F64)
 
     func, stats = Decay(), SolveStats()
     ys = nodezoo.odeint_adjoint(
-        func, torch.ones(1, **F64), T, method="rk4", options={"grid_constructor": grid},
+        func, torch.ones(2, **F64), T, method="rk4", options={"grid_constructor": grid},
         stats=stats,
     )  # fmt: skip
     ys[-1].sum().backward()
     assert (stats.nfe_backward, stats.steps_backward) == (16, 4)
-    assert [times for times, _ in seen] == [[0.0, 1.0], [1.0, 0.0]]
-    y, adj_y, adj_k = seen[1][1]
-    assert float(y) == pytest.approx(math.exp(-0.5), abs=1e-5)  # rk4's error at h = 0.25
-    assert (float(adj_y), float(adj_k)) == (1.0, 0.0)  # dL/dy(1) = 1, nothing accumulated yet
-    assert float(func.k.grad) == pytest.approx(-math.exp(-0.5), abs=1e-5)
+    assert [(f is func, times) for f, times, _ in seen] == [(True, [0.0, 1.0]), (True, [1.0, 0.0])]
+    y, adj_y, adj_k = seen[1][2]
+    assert y.shape == adj_y.shape == (2,) and adj_k.shape == (1,)
+    assert torch.allclose(y, torch.full((2,), math.exp(-0.5), **F64), atol=1e-5)  # rk4, h = 0.25
+    assert adj_y.tolist() == [1.0, 1.0] and adj_k.tolist() == [0.0]  # dL/dy(1) = 1, nothing yet
+    assert float(func.k.grad) == pytest.approx(-2 * math.exp(-0.5), abs=1e-5)
 
 
 class TupleDecay(torch.nn.Module):
