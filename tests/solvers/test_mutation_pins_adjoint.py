@@ -6,21 +6,13 @@ import math
 
 import pytest
 import torch
+from decay import Decay
 
 import nodezoo
 from nodezoo.solvers import SolverConfigError, SolveStats
 
 F64 = dict(dtype=torch.float64)
 T = torch.tensor([0.0, 1.0], **F64)
-
-
-class Decay(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.k = torch.nn.Parameter(torch.tensor(0.5, **F64))
-
-    def forward(self, t, y):
-        return -self.k * y
 
 
 def _backward(**kwargs):

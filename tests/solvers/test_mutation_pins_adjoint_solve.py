@@ -8,25 +8,13 @@ import warnings
 
 import pytest
 import torch
+from decay import Decay
 
 import nodezoo
 from nodezoo.solvers import MaxStepsExceeded, SolverConfig, SolveStats, solve
 
 F64 = dict(dtype=torch.float64)
 T = torch.tensor([0.0, 1.0], **F64)
-
-
-class Decay(torch.nn.Module):
-    """y' = -k y, counting its evaluations."""
-
-    def __init__(self):
-        super().__init__()
-        self.k = torch.nn.Parameter(torch.tensor(0.5, **F64))
-        self.calls = 0
-
-    def forward(self, t, y):
-        self.calls += 1
-        return -self.k * y
 
 
 def test_backward_counts_accumulate_over_solves():

@@ -6,23 +6,12 @@ import math
 
 import pytest
 import torch
+from decay import Decay
 
 from nodezoo.solvers import SolverConfig, SolveStats, solve
 
 F64 = dict(dtype=torch.float64)
 T = torch.tensor([0.0, 1.0], **F64)
-
-
-class Decay(torch.nn.Module):
-    """y' = -k y, with a parameter the field never uses (its gradient is zero)."""
-
-    def __init__(self):
-        super().__init__()
-        self.k = torch.nn.Parameter(torch.tensor(0.5, **F64))
-        self.unused = torch.nn.Parameter(torch.ones(2, **F64))
-
-    def forward(self, t, y):
-        return -self.k * y
 
 
 @pytest.mark.parametrize(
@@ -33,7 +22,7 @@ def test_backward_recomputes_each_step_once(method, options, per_step):
     """Each accepted step is recomputed once: rk4 evaluates f 4 times; dopri5 6 (f(t) and
     stages 2 to 6: its 7th stage, f at the step's end, only serves the error estimate).
     Two solves into one SolveStats add up. The loss reads ys[0] too: dL/dy0 = 1 + exp(-k)."""
-    func, stats = Decay(), SolveStats()
+    func, stats = Decay(unused=True), SolveStats()
     cfg = SolverConfig(method=method, gradient="checkpoint", rtol=1e-8, atol=1e-8)
     for _ in range(2):
         y0 = torch.ones(1, **F64, requires_grad=True)
