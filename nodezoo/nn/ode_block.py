@@ -108,7 +108,7 @@ class ODEBlock(nn.Module):
 
     def _end_time(self, reg: RegularisationConfig) -> float:
         """``t1``, or in training with STEER a draw from ``[t1 - b, t1 + b]``."""
-        return steer_end_time(self.t1, reg.steer, self.t0)
+        return steer_end_time(self.t1, reg.steer)
 
     def extra_repr(self) -> str:
         s = self.solver
