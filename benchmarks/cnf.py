@@ -38,6 +38,7 @@ other processes hits all alike); NFE per training step forward/backward (mean ov
 epoch; zuko's counted by a hook on its network); CPU ms per function evaluation (an epoch's CPU
 time over its forward + backward evaluations); peak memory of one training step (PyTorch's CPU
 allocator, via ``benchmarks/_measure.py``). Results: ``benchmarks/results/cnf_<tag>.{json,md}``.
+A stopped run resumes: rerun the same command (``--resume-every``).
 """
 
 from __future__ import annotations
@@ -266,7 +267,7 @@ def train_epoch(c: Contender, opt, data: Data, epoch: int, steps: int) -> None:
     s.setdefault("epoch_cpu_s", []).append(time.process_time() - cpu)
     s.setdefault("nfe_forward", []).append(nfe_f / steps)
     s.setdefault("nfe_backward", []).append(nfe_b / steps)
-    s["train_loss"] = float(loss)
+    s["train_loss"] = loss.item()
 
 
 def evaluate(c: Contender, data: Data, chunk: int = 2000) -> float:
@@ -276,7 +277,27 @@ def evaluate(c: Contender, data: Data, chunk: int = 2000) -> float:
     return float(nll.mean())
 
 
-def run_dataset(name: str, args) -> dict:
+def _resume_settings(name: str, args) -> dict:
+    """What a saved run must share with this one to be continued (not timing-only flags)."""
+    skip = {"datasets", "results_dir", "tag", "no_memory", "resume_every"}
+    return {"dataset": name, **{k: v for k, v in sorted(vars(args).items()) if k not in skip}}
+
+
+def _save_resume(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a stop mid-write leaves the previous state
+
+
+def run_dataset(name: str, args, resume: Path | None = None) -> dict:
+    """Train every contender round-robin, epoch by epoch, and score it.
+
+    A full-budget run takes hours on 2 CPU cores, so with ``resume`` the contenders' weights,
+    optimisers, statistics and the RNG are saved there every ``--resume-every`` epochs
+    (atomically) and a rerun with the same settings continues from the last save; the file is
+    removed once the dataset is scored. Batches depend only on ``(seed, epoch, i)``, so a resumed
+    run trains on the same data as an uninterrupted one.
+    """
     data = load_data(name, args.batch_size, args.n_test, args.seed)
     contenders, optimisers = [], []
     for model in args.models:
@@ -285,11 +306,32 @@ def run_dataset(name: str, args) -> dict:
         contenders.append(c)
         optimisers.append(torch.optim.Adam(c.model.parameters(), lr=args.lr))
     epochs = math.ceil(args.steps / args.steps_per_epoch)
-    for epoch in range(epochs):
+    start = 0
+    settings = _resume_settings(name, args)
+    if resume is not None and resume.exists():
+        saved = torch.load(resume, weights_only=False)
+        if saved["settings"] == settings:
+            for c, opt, s in zip(contenders, optimisers, saved["contenders"]):
+                c.model.load_state_dict(s["model"])
+                opt.load_state_dict(s["optimiser"])
+                c.stats = s["stats"]
+            torch.set_rng_state(saved["rng"])
+            start = saved["epoch"]
+            print(f"[{name}] resumed after epoch {start} from {resume}", file=sys.stderr)
+        else:
+            print(f"[{name}] {resume} has other settings: starting afresh", file=sys.stderr)
+    for epoch in range(start, epochs):
         steps = min(args.steps_per_epoch, args.steps - epoch * args.steps_per_epoch)
         for c, opt in zip(contenders, optimisers):  # round-robin, epoch by epoch
             train_epoch(c, opt, data, epoch, steps)
         print(f"[{name}] epoch {epoch + 1}/{epochs} done", file=sys.stderr, flush=True)
+        if resume is not None and ((epoch + 1) % args.resume_every == 0 or epoch + 1 == epochs):
+            states = [
+                {"model": c.model.state_dict(), "optimiser": o.state_dict(), "stats": c.stats}
+                for c, o in zip(contenders, optimisers)
+            ]
+            state = {"settings": settings, "epoch": epoch + 1, "rng": torch.get_rng_state()}
+            _save_resume(resume, {**state, "contenders": states})
     rows = {}
     for c in contenders:
         s = c.stats
@@ -394,7 +436,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results-dir", default=str(RESULTS), help=f"where to write (default {RESULTS})"
     )
+    parser.add_argument(
+        "--resume-every", type=int, default=10, metavar="EPOCHS",
+        help="save a resume state in the results dir every EPOCHS epochs; 0: never",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.resume_every < 0:
+        parser.error("--resume-every must be >= 0 (0 turns resuming off)")
     if args.steps < 1 or args.steps_per_epoch < 1:
         parser.error("--steps and --steps-per-epoch must be >= 1")
     torch.set_num_threads(args.threads)
@@ -417,17 +465,20 @@ def main(argv: list[str] | None = None) -> int:
         "other, not with converged results. Timings: median over the full epochs; CPU time is "
         "the fair clock on a shared machine (wall time includes waiting for other processes)."
     ]
-    for name in args.datasets:
-        result = run_dataset(name, args)
-        results["datasets"].append(result)
-        texts.append(markdown(result, args))
-        print("\n" + texts[-1], flush=True)
     tag = args.tag or f"{'_'.join(args.datasets)}_{args.steps}steps"
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in args.datasets:
+        resume = None if args.resume_every == 0 else out / f".cnf_{tag}_{name}.resume.pt"
+        result = run_dataset(name, args, resume)
+        results["datasets"].append(result)
+        texts.append(markdown(result, args))
+        print("\n" + texts[-1], flush=True)
     (out / f"cnf_{tag}.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / f"cnf_{tag}.md").write_text("\n\n".join(texts) + "\n")
     print(f"\nwrote {out / f'cnf_{tag}.md'} and .json", flush=True)
+    for name in args.datasets:  # scored and written: the resume states have done their job
+        (out / f".cnf_{tag}_{name}.resume.pt").unlink(missing_ok=True)
     return 0
 
 
