@@ -6,7 +6,7 @@ import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
-from .errors import SolverConfigError
+from .errors import SolverConfigError, invalid_settings
 from .methods import get_method
 
 Gradient = Literal["backprop", "adjoint", "checkpoint"]
@@ -140,17 +140,6 @@ class SolverConfig:
         except SolverConfigError as err:
             problems += getattr(err, "problems", [str(err)])
         raise invalid_settings(problems)
-
-
-def invalid_settings(problems: list[str]) -> SolverConfigError:
-    """One error for all ``problems``: a single one as it is, several as a list."""
-    if len(problems) == 1:
-        err = SolverConfigError(problems[0])
-    else:
-        listed = "".join(f"\n  - {p}" for p in problems)
-        err = SolverConfigError(f"{len(problems)} solver settings are invalid:{listed}")
-    err.problems = list(problems)
-    return err
 
 
 def _is_number(value: Any) -> bool:

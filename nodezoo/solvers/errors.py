@@ -36,6 +36,17 @@ class SolverConfigError(ValueError):
     """Invalid solver settings or inputs (shapes, dtypes, devices, times, options)."""
 
 
+def invalid_settings(problems: list[str]) -> SolverConfigError:
+    """One error for all ``problems``: a single one as it is, several as a list."""
+    if len(problems) == 1:
+        err = SolverConfigError(problems[0])
+    else:
+        listed = "".join(f"\n  - {p}" for p in problems)
+        err = SolverConfigError(f"{len(problems)} solver settings are invalid:{listed}")
+    err.problems = list(problems)
+    return err
+
+
 class NonFiniteInitialState(SolverConfigError, NonFiniteState):
     """y0 holds NaN or infinite values: refused before solving. A ``SolverConfigError`` (bad
     input), and a ``NonFiniteState`` for code that catches a diverging state."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import invalid_settings
+
 Norm = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -90,6 +92,33 @@ class StepController:
     dfactor: float = 0.2
     pcoeff: float = 0.0
     icoeff: float = 1.0
+
+    def __post_init__(self):
+        # Outside these ranges a rejected step is retried at the same (or a larger) size, or an
+        # accepted one never grows: the solve loops or crawls instead of failing.
+        problems = []
+        if not 0 < self.safety <= 1:
+            problems.append(
+                f"safety={self.safety!r} must be in (0, 1]: above 1 a step rejected by a "
+                "small margin is retried at the same size forever (0.9 is the usual value)."
+            )
+        if not 0 < self.dfactor < 1:
+            problems.append(
+                f"dfactor={self.dfactor!r} must be in (0, 1): it is the most a rejected step "
+                "shrinks by (0.2 is the usual value)."
+            )
+        if not self.ifactor > 1:
+            problems.append(
+                f"ifactor={self.ifactor!r} must be > 1: it is the most an accepted step grows "
+                "by (10 is the usual value)."
+            )
+        if not (self.icoeff > 0 and self.pcoeff >= 0):
+            problems.append(
+                f"icoeff={self.icoeff!r} and pcoeff={self.pcoeff!r}: the integral gain must be "
+                "> 0 and the proportional gain >= 0 (torchdiffeq's defaults are 1 and 0)."
+            )
+        if problems:
+            raise invalid_settings(problems)
 
     def start(self, order: int) -> _ControllerState:
         return _ControllerState(self, order)

@@ -146,3 +146,36 @@ def test_zero_field_starts_at_the_floor_and_grows_by_ifactor():
     steps = [h for _, h in func.accepted]
     assert steps[:6] == pytest.approx([1e-6 * 10**k for k in range(6)], rel=1e-12)
     assert not func.rejected
+
+
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        ({"safety": 1.2}, ["safety=1.2"]),
+        ({"safety": 0.0}, ["safety=0.0"]),
+        ({"dfactor": 1.0}, ["dfactor=1.0"]),
+        ({"ifactor": 1.0}, ["ifactor=1.0"]),
+        ({"icoeff": 0.0}, ["icoeff=0.0"]),
+        ({"pcoeff": -0.1}, ["pcoeff=-0.1"]),
+        ({"safety": float("nan"), "dfactor": 0.0}, ["safety=nan", "dfactor=0.0"]),
+    ],
+)
+def test_controller_settings_that_would_loop_are_refused(options, named):
+    """safety > 1 or dfactor >= 1 retry a barely rejected step at the same size forever."""
+    from nodezoo.solvers import SolverConfigError, odeint
+
+    y0, t = torch.ones(2), torch.tensor([0.0, 1.0])
+    with pytest.raises(SolverConfigError) as err:
+        odeint(lambda t, y: -y, y0, t, method="dopri5", options=options)
+    problems = err.value.problems
+    assert len(problems) == len(named)
+    assert all(name in problem for name, problem in zip(named, problems))
+
+
+def test_controller_bounds_are_allowed():
+    from nodezoo.solvers import odeint
+
+    y0, t = torch.ones(1, dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64)
+    options = {"safety": 1.0, "dfactor": 0.99, "ifactor": 1.01, "pcoeff": 0.0}
+    y = odeint(lambda t, y: -y, y0, t, method="dopri5", rtol=1e-8, atol=1e-8, options=options)
+    assert float(y[-1]) == pytest.approx(math.exp(-1.0), rel=1e-6)
