@@ -89,6 +89,8 @@ class LatentODE(ForecastingModel):
             encoder_cell,
             ode_solver=(encoder_solver or {}) if encoder == "odernn" else None,
         )
+        if encoder == "odernn":  # fully resolved, like solver (the cell's rk4 default filled in)
+            self.hparams.encoder_solver = self.encoder_solver.to_dict()
         field = MLPField(latent_dim, field_hidden, field_layers, activation=field_activation)
         self.ode = ODEBlock(field, solver=solver_config, t0=t0)
         self.decoder = nn.Sequential(
@@ -111,6 +113,22 @@ class LatentODE(ForecastingModel):
     def solver(self, value: SolverConfig | dict) -> None:
         self.ode.solver = SolverConfig.from_dict(value)
         self.hparams.solver = self.ode.solver.to_dict()
+
+    @property
+    def encoder_solver(self) -> SolverConfig | None:
+        """The ODE-RNN encoder's solver (None for the RNN encoder); its block is the one source
+        of truth, as for :attr:`solver`."""
+        return None if self.encoder.odernn is None else self.encoder.odernn.ode.solver
+
+    @encoder_solver.setter
+    def encoder_solver(self, value: SolverConfig | dict) -> None:
+        if self.encoder.odernn is None:
+            raise ValueError(
+                "This latent ODE's encoder is an RNN (encoder='rnn'): it has no solver to set; "
+                "build one with encoder='odernn' for an ODE-RNN encoder."
+            )
+        self.encoder.odernn.ode.solver = SolverConfig.from_dict(value)
+        self.hparams.encoder_solver = self.encoder.odernn.ode.solver.to_dict()
 
     def encode(self, obs_t, obs_x, obs_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of ``q(z0)``, each ``(B, latent_dim)``."""

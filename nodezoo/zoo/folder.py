@@ -71,8 +71,9 @@ FOLDER_FILES = (
 ARCHITECTURE_KEY = "architecture"
 LABEL_NAMES_KEY = "label_names"  # class names, in output order (timm's config.json key)
 METADATA_KEYS = (ARCHITECTURE_KEY, LABEL_NAMES_KEY)
-# The init arg holding a model's solver; its value is read from the model's ODE blocks.
-SOLVER_ARG = "solver"
+# The init args holding a model's solvers (the latent ODE's ODE-RNN encoder has its own); their
+# values are read from the model's properties of the same names, i.e. from its ODE blocks.
+SOLVER_ARGS = ("solver", "encoder_solver")
 # Init args that cannot change through ``**overrides`` (they have their own, explicit path).
 NOT_OVERRIDABLE = (PRETRAINED_ARG, "num_classes")
 
@@ -89,13 +90,14 @@ def _init_params(cls: type) -> dict[str, inspect.Parameter]:
 
 
 def init_args_of(model: nn.Module) -> dict[str, Any]:
-    """The model's init args as it is now: its hparams, with ``solver`` read from the model's
-    ``solver`` (its ODE blocks' setting, which a tolerance sweep changes), so there is one source
-    of truth for the solver."""
+    """The model's init args as it is now: its hparams, with ``solver`` (and ``encoder_solver``)
+    read from the model's properties of that name (its ODE blocks' setting, which a tolerance
+    sweep changes), so there is one source of truth for each solver."""
     args = dict(getattr(model, "hparams", {}))
-    solver = getattr(model, SOLVER_ARG, None)
-    if SOLVER_ARG in args and hasattr(solver, "to_dict"):
-        args[SOLVER_ARG] = solver.to_dict()
+    for name in SOLVER_ARGS:
+        solver = getattr(model, name, None)
+        if name in args and hasattr(solver, "to_dict"):
+            args[name] = solver.to_dict()
     return args
 
 

@@ -161,3 +161,27 @@ def test_user_series_with_missing_values_train_and_predict():
             batch["obs_t"], batch["obs_x"], batch["target_t"], 0, batch["obs_mask"]
         )
         assert mean.shape == batch["target_x"].shape and torch.isfinite(mean).all()
+
+
+def test_odernn_encoder_solver_is_recorded_resolved_and_follows_its_block(tmp_path):
+    """config.json records the encoder's solver as its block runs it, not the dict given."""
+    from nodezoo.zoo.folder import init_args_of
+
+    model = tiny(encoder="odernn")  # encoder_solver not given: the cell's rk4, step 0.5
+    recorded = model.hparams.encoder_solver
+    assert (recorded["method"], recorded["step_size"]) == ("rk4", 0.5)
+    model.encoder_solver = {"method": "euler", "step_size": 0.25}
+    block = model.encoder.odernn.ode.solver
+    assert (block.method, block.step_size) == ("euler", 0.25)
+    args = init_args_of(model)
+    assert (args["encoder_solver"]["method"], args["encoder_solver"]["step_size"]) == (
+        "euler",
+        0.25,
+    )
+    rebuilt = LatentODE(**args)
+    assert rebuilt.encoder_solver == block
+
+    plain = tiny(encoder="rnn")
+    assert plain.encoder_solver is None and plain.hparams.encoder_solver is None
+    with pytest.raises(ValueError, match="encoder is an RNN"):
+        plain.encoder_solver = {"method": "rk4"}
