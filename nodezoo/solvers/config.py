@@ -143,13 +143,19 @@ class SolverConfig:
 
 
 def _is_number(value: Any) -> bool:
-    """A real number (numpy's too), not a bool, a string or a container."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    """A real number (numpy's too), not a bool, a string or a container. Plain floats and ints
+    are answered first: every ``odeint`` call builds a config, and the ABC check is slow."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return True
+    return isinstance(value, numbers.Real) and kind is not bool
 
 
 def _tolerance_values(value: Any) -> list[float] | None:
     """The tolerance's values (one, or one per tuple entry), or None when it is not a valid
     tolerance: non-negative numbers or a tensor of them."""
+    if type(value) is float:  # the usual case, without the generic checks below
+        return [value] if value >= 0 else None
     if hasattr(value, "tolist") and not isinstance(value, str):
         value = value.tolist()
     values = list(value) if isinstance(value, (list, tuple)) else [value]

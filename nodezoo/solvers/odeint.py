@@ -316,17 +316,16 @@ def solve(
         controller=opts.controller,
         stats=stats,
     )
-    if params is None:
-        params = _default_params(func)
+    grad_enabled = torch.is_grad_enabled()
+    if params is None:  # without grad mode nothing reads them: skip walking the modules
+        params = _default_params(func) if grad_enabled else ()
     params = tuple(params)
-    t_needs_grad = isinstance(t, torch.Tensor) and t.requires_grad and torch.is_grad_enabled()
+    t_needs_grad = isinstance(t, torch.Tensor) and t.requires_grad and grad_enabled
     y0_given = y0_flat
     if t_needs_grad:
         y0_flat = _shift_start_time(field, t, y0_flat)
 
-    needs_graph = torch.is_grad_enabled() and (
-        y0_flat.requires_grad or any(p.requires_grad for p in params)
-    )
+    needs_graph = grad_enabled and (y0_flat.requires_grad or any(p.requires_grad for p in params))
     if config.gradient == "backprop" or not needs_graph:
         if needs_graph and spec.family == "scipy":
             warnings.warn(

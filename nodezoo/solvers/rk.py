@@ -227,12 +227,14 @@ class _StageBuffer:
     """K (stages x n) with its precomputed views: ``prefixes[i] = K[:i].T`` (what stage i
     reads), ``rows[i] = K[i]`` and ``shaped_rows[i]``: row i in the field's output shape.
     ``stages`` lists, for stages 1.., what the no-grad step needs in one tuple each: (the
-    prefix it reads, its coefficients, its node c, the row it writes, its single term)."""
+    prefix it reads, its coefficients, its node c, the row it writes, its single term).
+    ``error_scratch`` holds ``_ErrorRatio``'s temporaries."""
 
     def __init__(self, rk: RungeKutta, n: int, row_shape: tuple[int, ...]):
         s = rk.tableau.stages
         self.key = (n, row_shape)
         self.K = torch.empty(s, n, dtype=rk.dtype, device=rk.device)
+        self.error_scratch = _ErrorScratch(self.K[0])
         self.prefixes = [self.K[:i].t() for i in range(s + 1)]
         self.rows = list(self.K.unbind(0))
         self.shaped_rows = [r.view(row_shape) for r in self.rows]
@@ -679,33 +681,79 @@ def _land_on_event(f, rk, event, t, h, y0, f0, y1, grad, ends_on_jump, record):
 
 class _ErrorRatio:
     """Each attempt's ``norm(err / (atol + rtol max(|y0|, |y1|)))`` without h (the caller
-    scales by |h|); ``accept`` makes the attempt's |y1| the next step's |y0|.
+    scales by |h|), as ``norm(err / max(s(y0), s(y1)))`` with ``s(y) = atol + rtol |y|`` per
+    entry: s is monotonic and so is rounding, so that is the same scale to the last bit, and
+    ``accept`` hands the attempt's s(y1) on as the next step's s(y0).
 
     With scalar tolerances and a built-in norm (all homogeneous), rtol comes out of the scale:
-    ``norm(err / (atol / rtol + max(...))) / rtol``, one tensor operation fewer per step.
+    ``s(y) = atol / rtol + |y|`` and the norm is divided by rtol on the host, one tensor
+    operation fewer per step.
+
+    This runs once per attempt on tensors that are small in the cases where solver overhead
+    shows, so it avoids what costs as much as the arithmetic there: its temporaries are the
+    stage buffer's in no-grad solves (``out=``, no allocation), and its scalar operands are
+    cached 0-d tensors (``_operand``).
     """
 
-    def __init__(self, b_error, rtol, atol, norm, homogeneous: bool, y0: torch.Tensor):
-        self.b_error, self.rtol, self.atol, self.norm = b_error, rtol, atol, norm
-        self.abs_y = y0.detach().abs()
-        self._abs_y1 = self.abs_y
-        self.offset = None
+    def __init__(self, b_error, rtol, atol, norm, homogeneous: bool, y0, scratch: _ErrorScratch):
+        self.b_error, self.norm = b_error, norm
+        y0 = y0.detach()
+        self.inv_rtol = self.rtol = None
         if homogeneous and isinstance(rtol, float) and isinstance(atol, float) and rtol > 0:
             offset = atol / rtol
             if offset < torch.finfo(y0.dtype).max / 16:  # float16 states can overflow
-                self.offset, self.inv_rtol = offset, 1.0 / rtol
+                self.atol, self.inv_rtol = _operand(offset, y0), 1.0 / rtol
+        if self.inv_rtol is None:
+            self.rtol = _operand(rtol, y0) if isinstance(rtol, float) else rtol
+            self.atol = _operand(atol, y0) if isinstance(atol, float) else atol
+        self._err = scratch.err if homogeneous else None  # a user's norm may keep its input
+        self._scale, self.s_y0, self._s_y1 = scratch.scales
+        self._scaled(torch.abs(y0, out=self.s_y0))
+
+    def _scaled(self, abs_y: torch.Tensor) -> torch.Tensor:
+        """s(y) from |y|, in place."""
+        if self.rtol is not None:
+            abs_y.mul_(self.rtol)
+        return abs_y.add_(self.atol)
 
     def __call__(self, KT: torch.Tensor, y1: torch.Tensor) -> float:
-        err = torch.mv(KT, self.b_error)
-        abs_y1 = self._abs_y1 = y1.abs()
-        if self.offset is not None:
-            scale = torch.maximum(self.abs_y, abs_y1).add_(self.offset)
-            return self.norm(err.div_(scale)) * self.inv_rtol
-        scale = torch.maximum(self.abs_y, abs_y1).mul_(self.rtol).add_(self.atol)
-        return self.norm(err.div_(scale))
+        err = torch.mv(KT, self.b_error, out=self._err)
+        s_y1 = self._scaled(torch.abs(y1, out=self._s_y1))
+        err.div_(torch.maximum(self.s_y0, s_y1, out=self._scale))
+        if self.inv_rtol is not None:
+            return self.norm(err) * self.inv_rtol
+        return self.norm(err)
 
     def accept(self) -> None:
-        self.abs_y = self._abs_y1
+        self.s_y0, self._s_y1 = self._s_y1, self.s_y0
+
+
+class _ErrorScratch:
+    """``_ErrorRatio``'s temporaries for states like ``y``: the error estimate and three
+    vectors of |y|'s dtype (real for a complex state): the scale, s(y0) and s(y1)."""
+
+    def __init__(self, y: torch.Tensor):
+        self.err = torch.empty_like(y)
+        real = y[:0].abs().dtype
+        self.scales = list(torch.empty(3, *y.shape, dtype=real, device=y.device).unbind(0))
+
+
+_OPERANDS: dict[tuple, torch.Tensor] = {}
+
+
+def _operand(value: float, like: torch.Tensor) -> torch.Tensor:
+    """``value`` as a cached 0-d tensor of the dtype an operation on ``like`` computes a Python
+    scalar in (float32 for half states), so the results are the same to the bit. A Python float
+    operand is wrapped into a fresh tensor on every operation, which on small states costs as
+    much as the operation itself."""
+    dtype = torch.promote_types(like.real.dtype if like.is_complex() else like.dtype, torch.float32)
+    key = (value, dtype, like.device)
+    operand = _OPERANDS.get(key)
+    if operand is None:
+        if len(_OPERANDS) >= 256:
+            _OPERANDS.clear()
+        operand = _OPERANDS[key] = torch.full((), value, dtype=dtype, device=like.device)
+    return operand
 
 
 def _integrate_adaptive(
@@ -730,7 +778,9 @@ def _integrate_adaptive(
         h = initial_step_size(f, t0, y0, f0, tab.control_order - 1, rtol, atol, norm, direction)
     else:
         h = direction * abs(float(first_step))
-    error_ratio = _ErrorRatio(rk.b_error, rtol, atol, norm, homogeneous, y0)
+    # the no-grad loop's cached buffer; an autograd solve, which has none, gets its own
+    scratch = _ErrorScratch(y0) if grad else rk.buffer(y0.shape[0], f.row_shape).error_scratch
+    error_ratio = _ErrorRatio(rk.b_error, rtol, atol, norm, homogeneous, y0, scratch)
     t, y = t0, y0
     stop_i, out_i = 0, 1
     steps = 0
