@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import MaxStepsExceeded, NonFiniteState, SolverConfigError, StepSizeUnderflow
-from .step_control import StepController, float_norm, initial_step_size
+from .step_control import StepController, float_norm, initial_step_size, scalar_operand
 from .tableaus import ButcherTableau
 
 
@@ -692,7 +692,7 @@ class _ErrorRatio:
     This runs once per attempt on tensors that are small in the cases where solver overhead
     shows, so it avoids what costs as much as the arithmetic there: its temporaries are the
     stage buffer's in no-grad solves (``out=``, no allocation), and its scalar operands are
-    cached 0-d tensors (``_operand``).
+    cached 0-d tensors (``scalar_operand``).
     """
 
     def __init__(self, b_error, rtol, atol, norm, homogeneous: bool, y0, scratch: _ErrorScratch):
@@ -702,10 +702,10 @@ class _ErrorRatio:
         if homogeneous and isinstance(rtol, float) and isinstance(atol, float) and rtol > 0:
             offset = atol / rtol
             if offset < torch.finfo(y0.dtype).max / 16:  # float16 states can overflow
-                self.atol, self.inv_rtol = _operand(offset, y0), 1.0 / rtol
+                self.atol, self.inv_rtol = scalar_operand(offset, y0), 1.0 / rtol
         if self.inv_rtol is None:
-            self.rtol = _operand(rtol, y0) if isinstance(rtol, float) else rtol
-            self.atol = _operand(atol, y0) if isinstance(atol, float) else atol
+            self.rtol = scalar_operand(rtol, y0) if isinstance(rtol, float) else rtol
+            self.atol = scalar_operand(atol, y0) if isinstance(atol, float) else atol
         self._err = scratch.err if homogeneous else None  # a user's norm may keep its input
         self._scale, self.s_y0, self._s_y1 = scratch.scales
         self._scaled(torch.abs(y0, out=self.s_y0))
@@ -736,24 +736,6 @@ class _ErrorScratch:
         self.err = torch.empty_like(y)
         real = y[:0].abs().dtype
         self.scales = list(torch.empty(3, *y.shape, dtype=real, device=y.device).unbind(0))
-
-
-_OPERANDS: dict[tuple, torch.Tensor] = {}
-
-
-def _operand(value: float, like: torch.Tensor) -> torch.Tensor:
-    """``value`` as a cached 0-d tensor of the dtype an operation on ``like`` computes a Python
-    scalar in (float32 for half states), so the results are the same to the bit. A Python float
-    operand is wrapped into a fresh tensor on every operation, which on small states costs as
-    much as the operation itself."""
-    dtype = torch.promote_types(like.real.dtype if like.is_complex() else like.dtype, torch.float32)
-    key = (value, dtype, like.device)
-    operand = _OPERANDS.get(key)
-    if operand is None:
-        if len(_OPERANDS) >= 256:
-            _OPERANDS.clear()
-        operand = _OPERANDS[key] = torch.full((), value, dtype=dtype, device=like.device)
-    return operand
 
 
 def _integrate_adaptive(

@@ -184,6 +184,24 @@ class _PredictiveState:
         return min(1.0, max(c.dfactor, c.safety * safety * ratio**-self.inv_order))
 
 
+_OPERANDS: dict[tuple, torch.Tensor] = {}
+
+
+def scalar_operand(value: float, like: torch.Tensor) -> torch.Tensor:
+    """``value`` as a cached 0-d tensor of the dtype an operation on ``like`` computes a Python
+    scalar in (float32 for half states), so the results are the same to the bit. A Python float
+    operand is wrapped into a fresh tensor on every operation, which on small states costs as
+    much as the operation itself."""
+    dtype = torch.promote_types(like.real.dtype if like.is_complex() else like.dtype, torch.float32)
+    key = (value, dtype, like.device)
+    operand = _OPERANDS.get(key)
+    if operand is None:
+        if len(_OPERANDS) >= 256:
+            _OPERANDS.clear()
+        operand = _OPERANDS[key] = torch.full((), value, dtype=dtype, device=like.device)
+    return operand
+
+
 def initial_step_size(
     f: Callable,
     t0: float,
@@ -200,7 +218,9 @@ def initial_step_size(
     ``norm`` returns a Python float (see ``float_norm``).
     """
     with torch.no_grad():
-        scale = y0.abs().mul_(rtol).add_(atol)
+        # 0-d operands: a Python float would be wrapped into a tensor per operation
+        as_operand = lambda v: scalar_operand(v, y0) if isinstance(v, float) else v
+        scale = y0.abs().mul_(as_operand(rtol)).add_(as_operand(atol))
         d0 = norm(y0 / scale)
         d1 = norm(f0 / scale)
         h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
