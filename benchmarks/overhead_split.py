@@ -17,6 +17,11 @@ loop. This script splits that ratio, from four contenders timed round-robin on t
 solve; above the bare f it shows that f itself runs slower between the solver's operations
 (caches and predictors warmed by the tight loop are not warm there). That part is in any
 solver's overhead and no change to the step loop removes it.
+
+The four contenders above each loop for ~20 ms, so every solve follows another solve.
+solvers.py times one solve per sample, right after ~20 ms of f+vjp loops (its round robin);
+``single solve`` does the same (a ``f+vjp`` loop, then one solve), and ``cold start`` is its
+overhead minus the looped solve's: what a solve pays for running after other work.
 """
 
 from __future__ import annotations
@@ -81,6 +86,13 @@ def split(dim: int, tol: float, repeats: int, batch: int) -> list:
         with torch.no_grad():
             nz.odeint(f, y0, t, rtol=tol, atol=tol)
 
+    params = [p for p in f.parameters() if p.requires_grad]
+    cotangent = torch.randn_like(y0)
+
+    def bare_vjp():
+        y = y0.detach().requires_grad_(True)
+        torch.autograd.grad(f(t0, y), (y, *params), cotangent)
+
     if not torch.equal(solve_with(replayed)(), reference):
         raise RuntimeError("the replayed solve took another path; the split would be wrong")
     runners = {
@@ -88,10 +100,12 @@ def split(dim: int, tol: float, repeats: int, batch: int) -> list:
         "solver only": solve_with(replayed),
         "solver + f": solve_with(replayed_with_f),
         "solve": solve,
+        "f+vjp": bare_vjp,
     }
     # each sample loops its runner for ~20 ms of CPU time: one 3 ms solve is too noisy here
     divisors = {name: calls_per_sample(fn, get_clock("cpu"), 0.02) for name, fn in runners.items()}
     runners = {name: per_call(fn, divisors[name]) for name, fn in runners.items()}
+    runners["single solve"] = solve  # right after the f+vjp loop, as in solvers.py
     samples = time_round_robin(runners, repeats=repeats, warmup=1, divisors=divisors)["cpu"]
     m = {name: median(v) for name, v in samples.items()}
     f_bare = m["bare f"] / nfe
@@ -105,6 +119,8 @@ def split(dim: int, tol: float, repeats: int, batch: int) -> list:
         f"{f_in_situ * 1e6:.1f} us ({f_in_situ / f_bare:.2f}x)",
         f"{m['solver only'] / m['bare f']:.2f}",
         f"{(f_in_situ - f_bare) * nfe / m['bare f']:.2f}",
+        f"{m['single solve'] / m['bare f']:.2f}x",
+        f"{(m['single solve'] - m['solve']) / m['bare f']:.2f}",
     ]
 
 
@@ -126,10 +142,13 @@ def main(argv=None) -> None:
         "f in situ",
         "solver ops / bare f x NFE",
         "f slow-down / bare f x NFE",
+        "single solve overhead (as solvers.py)",
+        "cold start / bare f x NFE",
     ]
     print(
         f"dopri5 forward, batch {args.batch}, 1 thread, CPU clock, median of {args.repeats} "
-        "round-robin samples. overhead - 1 = solver ops + f slow-down (up to timing noise).\n"
+        "round-robin samples. overhead - 1 = solver ops + f slow-down (up to timing noise); "
+        "single solve overhead - 1 adds the cold start.\n"
     )
     print(markdown_table(headers, rows))
 
