@@ -691,11 +691,12 @@ class _ErrorRatio:
 
     This runs once per attempt on tensors that are small in the cases where solver overhead
     shows, so it avoids what costs as much as the arithmetic there: its temporaries are the
-    stage buffer's in no-grad solves (``out=``, no allocation), and its scalar operands are
-    cached 0-d tensors (``scalar_operand``).
+    no-grad stage buffer's ``scratch`` (``out=``, no allocation; without one, in autograd
+    solves, they are allocated per attempt as before), and its scalar operands are cached 0-d
+    tensors (``scalar_operand``).
     """
 
-    def __init__(self, b_error, rtol, atol, norm, homogeneous: bool, y0, scratch: _ErrorScratch):
+    def __init__(self, b_error, rtol, atol, norm, homogeneous: bool, y0, scratch=None):
         self.b_error, self.norm = b_error, norm
         y0 = y0.detach()
         self.inv_rtol = self.rtol = None
@@ -706,9 +707,14 @@ class _ErrorRatio:
         if self.inv_rtol is None:
             self.rtol = scalar_operand(rtol, y0) if isinstance(rtol, float) else rtol
             self.atol = scalar_operand(atol, y0) if isinstance(atol, float) else atol
-        self._err = scratch.err if homogeneous else None  # a user's norm may keep its input
-        self._scale, self.s_y0, self._s_y1 = scratch.scales
-        self._scaled(torch.abs(y0, out=self.s_y0))
+        self._buffered = scratch is not None
+        if scratch is None:
+            self._err = self._scale = self._s_y1 = None
+            self.s_y0 = self._scaled(y0.abs())
+        else:
+            self._err = scratch.err if homogeneous else None  # a user's norm may keep its input
+            self._scale, self.s_y0, self._s_y1 = scratch.scales
+            self._scaled(torch.abs(y0, out=self.s_y0))
 
     def _scaled(self, abs_y: torch.Tensor) -> torch.Tensor:
         """s(y) from |y|, in place."""
@@ -718,14 +724,15 @@ class _ErrorRatio:
 
     def __call__(self, KT: torch.Tensor, y1: torch.Tensor) -> float:
         err = torch.mv(KT, self.b_error, out=self._err)
-        s_y1 = self._scaled(torch.abs(y1, out=self._s_y1))
+        s_y1 = self._s_y1 = self._scaled(torch.abs(y1, out=self._s_y1))
         err.div_(torch.maximum(self.s_y0, s_y1, out=self._scale))
         if self.inv_rtol is not None:
             return self.norm(err) * self.inv_rtol
         return self.norm(err)
 
     def accept(self) -> None:
-        self.s_y0, self._s_y1 = self._s_y1, self.s_y0
+        """The attempt's s(y1) becomes s(y0); a buffered s(y0) is the next attempt's s(y1)."""
+        self.s_y0, self._s_y1 = self._s_y1, (self.s_y0 if self._buffered else None)
 
 
 class _ErrorScratch:
@@ -760,8 +767,8 @@ def _integrate_adaptive(
         h = initial_step_size(f, t0, y0, f0, tab.control_order - 1, rtol, atol, norm, direction)
     else:
         h = direction * abs(float(first_step))
-    # the no-grad loop's cached buffer; an autograd solve, which has none, gets its own
-    scratch = _ErrorScratch(y0) if grad else rk.buffer(y0.shape[0], f.row_shape).error_scratch
+    # the no-grad loop's cached buffer (an autograd solve has none)
+    scratch = None if grad else rk.buffer(y0.shape[0], f.row_shape).error_scratch
     error_ratio = _ErrorRatio(rk.b_error, rtol, atol, norm, homogeneous, y0, scratch)
     t, y = t0, y0
     stop_i, out_i = 0, 1
