@@ -20,6 +20,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 
+from .files import write_atomic
 from .nn.regularisation import TERMS as REGULARISERS
 from .runs import MODEL_PARAMS, SUMMARY_NAME, TEST_NFE_FORWARD, count_parameters, ode_blocks
 
@@ -256,13 +257,6 @@ def hardware_description(trainer: pl.Trainer) -> str:
     return f"{count} x {device.type}"
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write via a temporary file and ``os.replace``: readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 class RunSummary(pl.Callback):
     """Writes ``<run dir>/summary.json``: what a run cost and reached, for ``nodezoo compare``.
 
@@ -303,7 +297,7 @@ class RunSummary(pl.Callback):
     def _write(self, trainer: pl.Trainer) -> None:
         path = self.path(trainer)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, self.summary())
+        write_atomic(path, json.dumps(self.summary(), indent=2) + "\n")
         self._update_wandb_summary(trainer)
 
     def _update_wandb_summary(self, trainer: pl.Trainer) -> None:

@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from ..files import write_atomic
 from ..runs import MODEL_PARAMS, PRETRAINED_ARG, count_parameters
 from .cards import render_card
 from .errors import CorruptWeightsError, ZooError
@@ -230,7 +231,7 @@ def write_checksums(folder: str | os.PathLike) -> Path:
     """(Re)write the folder's SHA256SUMS from its weights file as it is now."""
     folder = Path(folder)
     path = folder / CHECKSUMS_NAME
-    path.write_text(f"{_sha256(folder / WEIGHTS_NAME)}  {WEIGHTS_NAME}\n")
+    write_atomic(path, f"{_sha256(folder / WEIGHTS_NAME)}  {WEIGHTS_NAME}\n")
     return path
 
 
@@ -324,7 +325,7 @@ def write_card(
         repo_id=repo_id,
     )
     path = directory / CARD_NAME
-    path.write_text(card)
+    write_atomic(path, card)
     return path
 
 
@@ -352,13 +353,14 @@ def save_folder(
     weights = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     _check_finite(weights, directory / WEIGHTS_NAME, "saving")
     # Written as bytes, not with safetensors' save_file: that one creates the file with mode
-    # 0600, which other users of a shared folder cannot read; write_bytes honours the umask.
-    (directory / WEIGHTS_NAME).write_bytes(safetensors_bytes(weights, metadata={"format": "pt"}))
+    # 0600, which other users of a shared folder cannot read; write_atomic honours the umask.
+    # Every file is written atomically: a stop leaves the old file or the new one, never half.
+    write_atomic(directory / WEIGHTS_NAME, safetensors_bytes(weights, metadata={"format": "pt"}))
     write_checksums(directory)
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    (directory / METRICS_NAME).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_atomic(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    write_atomic(directory / METRICS_NAME, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     if recipe_text is not None:
-        (directory / RECIPE_NAME).write_text(recipe_text)
+        write_atomic(directory / RECIPE_NAME, recipe_text)
     elif (directory / RECIPE_NAME).exists():
         (directory / RECIPE_NAME).unlink()  # a stale recipe would mis-describe these weights
     if draw_picture is not None:
