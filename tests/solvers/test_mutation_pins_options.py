@@ -1,6 +1,6 @@
 """``parse_options`` (mutation survivors): ``step_size`` turns an adaptive method into a
 fixed-step one, so the fixed-step options apply and the adaptive ones are refused with that
-reason; a bad ``step_t``/``jump_t`` is named in the error."""
+reason; a bad ``step_t``/``jump_t`` is named in the error; SolverConfig checks both method names."""
 
 import math
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import nodezoo
-from nodezoo.solvers import SolverConfigError
+from nodezoo.solvers import SolverConfig, SolverConfigError
 
 T = torch.tensor([0.0, 1.0], dtype=torch.float64)
 Y0 = torch.ones(1, dtype=torch.float64)
@@ -32,3 +32,12 @@ def test_step_size_makes_an_adaptive_method_take_fixed_steps():
 def test_a_time_list_that_is_no_sequence_is_named(key):
     with pytest.raises(SolverConfigError, match=rf"options\['{key}'\] must be a 1-D tensor"):
         nodezoo.odeint(decay, Y0, T, options={key: 0.5})
+
+
+def test_solver_config_checks_both_method_names_and_refuses_no_method():
+    # mutation survivor of SolverConfig._problems: adjoint_method went unchecked
+    with pytest.raises(SolverConfigError, match="2 solver settings") as info:
+        SolverConfig(method="nope", adjoint_method="nada")
+    assert "'nope'" in str(info.value) and "'nada'" in str(info.value)
+    with pytest.raises(SolverConfigError, match="method must be a string, got NoneType"):
+        SolverConfig(method=None)
