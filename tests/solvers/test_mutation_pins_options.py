@@ -39,5 +39,12 @@ def test_solver_config_checks_both_method_names_and_refuses_no_method():
     with pytest.raises(SolverConfigError, match="2 solver settings") as info:
         SolverConfig(method="nope", adjoint_method="nada")
     assert "'nope'" in str(info.value) and "'nada'" in str(info.value)
-    with pytest.raises(SolverConfigError, match="method must be a string, got NoneType"):
-        SolverConfig(method=None)
+    with pytest.raises(SolverConfigError, match="method must be a string, got int"):
+        SolverConfig(method=5)
+
+
+@pytest.mark.parametrize("alias, name", [("heun2", "heun"), ("explicit_midpoint", "midpoint")])
+def test_torchdiffeq_aliases_name_the_same_methods(alias, name):
+    options = {"step_size": 0.25}
+    ys = nodezoo.odeint(decay, Y0, T, method=alias, options=options)
+    assert torch.equal(ys, nodezoo.odeint(decay, Y0, T, method=name, options=options))
