@@ -70,13 +70,6 @@ class AdjointSettings:
     y_view: Callable = lambda y: y
 
 
-def _param_grads(params, grads):
-    return tuple(
-        None if not p.requires_grad else (torch.zeros_like(p) if g is None else g)
-        for p, g in zip(params, grads, strict=True)
-    )
-
-
 class AdjointSolve(torch.autograd.Function):
     """Forward without a graph; backward integrates [y, a, a_theta] from t_N back to t_0.
 

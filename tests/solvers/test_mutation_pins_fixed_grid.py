@@ -26,3 +26,17 @@ def test_step_count_refusal_names_the_start_time_and_step_size():
     with pytest.raises(MaxStepsExceeded, match="needs 1000 steps") as info:
         nodezoo.solve(lambda t, y: -y, torch.ones(1), torch.tensor([0.5, 1.5]), config)
     assert (info.value.t, info.value.step_size) == (0.5, 1e-3)
+
+
+def test_an_output_time_replaces_the_grid_point_it_merges_with():
+    """0.7 + 1e-12 is within the merge tolerance (1e-9) of the grid's 0.7: the output time
+    itself takes that point's place, the other points stay."""
+    from nodezoo.solvers.rk import _fixed_grid
+
+    out = 0.7 + 1e-12
+    points, tol = _fixed_grid([0.0, out, 1.0], torch.zeros(1), 1.0, 0.1, 1000, (), (), None)
+    assert tol == 1e-9
+    grid = [0.1 * k for k in range(1, 11)]
+    assert len(points) == 10 and points[6] == out
+    assert points[:6] + points[7:] == pytest.approx(grid[:6] + grid[7:], abs=1e-15)
+    assert points[:6] == sorted(points[:6])
