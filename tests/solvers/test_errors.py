@@ -293,3 +293,35 @@ def test_large_finite_y0_is_accepted():
     y0 = torch.full((4,), 3e38)
     ys = odeint(lambda t, y: torch.zeros_like(y), y0, T, method="euler")
     assert torch.equal(ys[-1], y0)
+
+
+class _Recorded(torch.nn.Module):
+    """A field whose torchdiffeq-style ``callback_step`` records every attempted (t, dt)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attempts = []
+
+    def forward(self, t, y):
+        return torch.cos(3 * t) * y - y**3
+
+    def callback_step(self, t0, y0, dt):
+        self.attempts.append((float(t0), float(dt)))
+
+
+@pytest.mark.parametrize("limit", [3, 5])
+def test_max_steps_error_says_where_the_next_attempt_would_have_been(limit):
+    """``t`` and ``step_size`` of the error are the (limit + 1)-th attempt of the same solve
+    without a limit, as its callback saw it."""
+    y0 = torch.tensor([1.0], dtype=torch.float64)
+    t = torch.tensor([0.0, 5.0], dtype=torch.float64)
+    free = _Recorded()
+    nodezoo.odeint(free, y0, t, method="dopri5", rtol=1e-6, atol=1e-6)
+    limited = _Recorded()
+    with pytest.raises(MaxStepsExceeded) as err:
+        nodezoo.odeint(
+            limited, y0, t, method="dopri5", rtol=1e-6, atol=1e-6,
+            options={"max_num_steps": limit},
+        )  # fmt: skip
+    assert limited.attempts == free.attempts[:limit]
+    assert (err.value.t, err.value.step_size) == free.attempts[limit]
