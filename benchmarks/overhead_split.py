@@ -41,7 +41,7 @@ from _measure import (
     per_call,
     time_round_robin,
 )
-from solvers import mlp_problem
+from solvers import mlp_problem, recorded_solve
 
 import nodezoo.solvers as nz
 
@@ -50,15 +50,7 @@ def split(dim: int, tol: float, repeats: int, batch: int) -> list:
     problem = mlp_problem(dim, batch, torch.device("cpu"), seed=0)
     f, y0 = problem.field, problem.y0
     t, t0 = torch.tensor([0.0, 1.0]), torch.zeros(())
-    recorded: list[torch.Tensor] = []
-
-    def recording(tt, y):
-        out = f(tt, y)
-        recorded.append(out)
-        return out
-
-    with torch.no_grad():
-        reference = nz.odeint(recording, y0, t, rtol=tol, atol=tol)
+    reference, recorded = recorded_solve(nz.odeint, f, y0, t, tol)
     nfe = len(recorded)
     replay = {"it": iter(())}
 

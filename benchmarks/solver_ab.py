@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import markdown_table
-from solvers import Counted, mlp_problem
+from solvers import Counted, mlp_problem, recorded_solve
 
 import nodezoo.solvers as this
 
@@ -94,15 +94,7 @@ def case_runner(solvers, mode: str, field, y0: torch.Tensor, tol: float, replay:
 def compare(baseline, mode: str, dim: int, tol: float, pairs: int) -> list:
     problem = mlp_problem(dim, 256, torch.device("cpu"), seed=0)
     f, y0 = problem.field, problem.y0
-    replay: list[torch.Tensor] = []
-
-    def recording(tt, y):
-        out = f(tt, y)
-        replay.append(out)
-        return out
-
-    with torch.no_grad():
-        this.odeint(recording, y0, torch.tensor([0.0, 1.0]), rtol=tol, atol=tol)
+    _, replay = recorded_solve(this.odeint, f, y0, torch.tensor([0.0, 1.0]), tol)
     nfe = []
     for solvers in (baseline, this):
         counter = Counted(f)
