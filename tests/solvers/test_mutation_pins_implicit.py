@@ -53,3 +53,18 @@ def test_per_entry_rtols_of_a_tuple_state_act_as_the_same_float_floored_at_100_e
 
     assert torch.equal(solve((1e-6, 1e-6)), solve(1e-6))
     assert torch.equal(solve((0.0, 0.0)), solve(0.0))  # both 100 * eps
+
+
+@pytest.mark.parametrize(
+    "method", ["implicit_euler", "trapezoid", "sdirk2", "radauIIA3", "radauIIA5"]
+)
+def test_a_step_ending_on_a_jump_sees_the_field_before_it(method):
+    """y' = 1 before t = 1 and 0 from then on, so y(t) = min(t, 1) and every method is exact.
+    The stage at the end of the step that lands on jump_t must use f's left limit; taking the
+    value after the jump (mutation survivor of ``ImplicitRungeKutta._f`` dropping
+    ``ends_on_jump``) loses part of the last step: implicit_euler would give 0.75."""
+    f = lambda t, y: torch.where(t < 1, torch.ones_like(y), torch.zeros_like(y))
+    t = torch.tensor([0.0, 1.0, 2.0], **F64)
+    options = {"step_size": 0.25, "jump_t": [1.0]}
+    ys = nodezoo.odeint(f, torch.zeros(1, **F64), t, method=method, options=options)
+    assert ys.flatten().tolist() == pytest.approx([0.0, 1.0, 1.0], abs=1e-12)
