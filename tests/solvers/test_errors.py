@@ -325,3 +325,17 @@ def test_max_steps_error_says_where_the_next_attempt_would_have_been(limit):
         )  # fmt: skip
     assert limited.attempts == free.attempts[:limit]
     assert (err.value.t, err.value.step_size) == free.attempts[limit]
+
+
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+def test_a_fixed_step_event_search_that_runs_out_says_where_it_stopped(direction):
+    """5 steps of 0.125 without a root: the error stands at t = 5 x 0.125 in the direction of
+    the search, with the step size it used."""
+    y0 = torch.ones(1, dtype=torch.float64)
+    t = torch.tensor([0.0, direction], dtype=torch.float64)
+    with pytest.raises(MaxStepsExceeded, match="No event within max_steps=5") as err:
+        nodezoo.odeint(
+            lambda t, y: -y, y0, t, method="rk4", event_fn=lambda t, y: y + 5,
+            options={"step_size": 0.125, "max_num_steps": 5},
+        )  # fmt: skip
+    assert (err.value.t, err.value.step_size) == (direction * 0.625, 0.125)
