@@ -42,6 +42,11 @@ def test_a_fixed_step_method_warns_only_about_the_callbacks_it_skips():
     with pytest.warns(UserWarning, match=unused):
         nodezoo.odeint(f, torch.ones(1), torch.tensor([0.0, 1.0]), method="rk4",
                        options={"step_size": 0.5})  # fmt: skip
+    # An adaptive method given a step_size steps on that grid: it skips them too (mutation
+    # survivor of ``solve`` ignoring step_size when binding the callbacks).
+    with pytest.warns(UserWarning, match=unused):
+        nodezoo.odeint(f, torch.ones(1), torch.tensor([0.0, 1.0]), method="dopri5",
+                       options={"step_size": 0.5})  # fmt: skip
 
 
 @pytest.mark.parametrize("method", ["rk4", "midpoint", "dopri5", "bosh3"])
