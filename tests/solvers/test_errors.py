@@ -339,3 +339,15 @@ def test_a_fixed_step_event_search_that_runs_out_says_where_it_stopped(direction
             options={"step_size": 0.125, "max_num_steps": 5},
         )  # fmt: skip
     assert (err.value.t, err.value.step_size) == (direction * 0.625, 0.125)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+def test_a_field_that_turns_nan_is_reported_where_it_does(method):
+    """f is NaN from t = 0.5 on: the adaptive solve shrinks its step onto 0.5 and says so
+    (``NonFiniteState.t``), with the step size it had come down to."""
+    f = lambda t, y: y if t < 0.5 else y * float("nan")
+    y0 = torch.ones(1, dtype=torch.float64)
+    with pytest.raises(NonFiniteState) as err:
+        nodezoo.odeint(f, y0, torch.tensor([0.0, 1.0], dtype=torch.float64), method=method)
+    assert err.value.t == pytest.approx(0.5, abs=1e-12)
+    assert 0 < err.value.step_size < 1e-12
