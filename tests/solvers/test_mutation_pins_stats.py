@@ -6,6 +6,7 @@ import threading
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 import nodezoo
 from nodezoo.solvers import SolveStats
@@ -48,3 +49,20 @@ def test_last_stats_in_a_thread_that_has_not_solved_says_so():
     thread.start()
     thread.join()
     assert caught == ["No ODE solve has run in this thread yet."]
+
+
+@pytest.mark.parametrize("jumps", [[], [0.5], [0.3, 0.6]])
+def test_dopri5_evaluates_once_more_per_jump_and_nowhere_else(jumps):
+    """Hand count of dopri5's evaluations: f(t0), one probe for the first step, 6 new stages
+    per attempted step (the 7th is the next step's first: FSAL), and one evaluation after each
+    jump (f's other side; mutation survivor: re-evaluating on every step whose next stop is a
+    jump, reached or not)."""
+    calls = []
+    stats = SolveStats()
+    nodezoo.odeint(
+        lambda t, y: calls.append(float(t)) or -y, torch.ones(1, dtype=torch.float64),
+        torch.tensor([0.0, 1.0], dtype=torch.float64), method="dopri5", rtol=1e-6, atol=1e-6,
+        options={"jump_t": jumps}, stats=stats,
+    )  # fmt: skip
+    attempts = stats.steps_accepted + stats.steps_rejected
+    assert len(calls) == stats.nfe_forward == 2 + 6 * attempts + len(jumps)
