@@ -44,6 +44,7 @@ A stopped run resumes: rerun the same command (``--resume-every``).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import statistics
@@ -71,6 +72,7 @@ from nodezoo.data.density import (
     DigitsDensityDataModule,
     sample_toy,
 )
+from nodezoo.files import write_atomic
 from nodezoo.models.cnf import CNF, nats_to_bits_per_dim
 
 MODELS = (
@@ -284,9 +286,9 @@ def _resume_settings(name: str, args) -> dict:
 
 
 def _save_resume(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a stop mid-write leaves the previous state
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())  # a stop mid-write leaves the previous state
 
 
 def run_dataset(name: str, args, resume: Path | None = None) -> dict:
