@@ -643,8 +643,23 @@ def _integrate_fixed(
             step_size=step_size,
         )
     if not bool(torch.isfinite(outputs[-1]).all()):
-        _raise_non_finite(t, h)
+        _raise_non_finite_output(times, outputs, step_size if step_size is not None else h)
     return outputs
+
+
+def _raise_non_finite_output(times, outputs, h: float) -> None:
+    """A fixed-step solve checks its state once, at the end (a check per step would cost a
+    host sync each): localise the blow-up to the first non-finite output and the last finite
+    one before it."""
+    bad = next(i for i, y in enumerate(outputs) if not bool(torch.isfinite(y).all()))
+    raise NonFiniteState(
+        f"The ODE state became NaN or infinite between t={float(times[bad - 1]):.6g} (the last "
+        f"output time where it was finite) and t={float(times[bad]):.6g} (step size "
+        f"{h:.3g}). The dynamics may blow up there: check the vector field and its inputs, "
+        "lower the learning rate or the step size, use float64, or use an adaptive method.",
+        t=float(times[bad]),
+        step_size=h,
+    )
 
 
 def _land_on_event(f, rk, event, t, h, y0, f0, y1, grad, ends_on_jump, record):

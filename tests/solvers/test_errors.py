@@ -351,3 +351,14 @@ def test_a_field_that_turns_nan_is_reported_where_it_does(method):
         nodezoo.odeint(f, y0, torch.tensor([0.0, 1.0], dtype=torch.float64), method=method)
     assert err.value.t == pytest.approx(0.5, abs=1e-12)
     assert 0 < err.value.step_size < 1e-12
+
+
+def test_a_fixed_step_blow_up_is_localised_to_the_output_times_around_it():
+    """A fixed-step solve checks its state only at the end, so it names the first output time
+    where the state is non-finite and the last one where it was finite (f turns NaN after 0.5:
+    the outputs at 0.25 and 0.5 are finite, 0.75 is not)."""
+    f = lambda t, y: torch.where(t > 0.5, torch.full_like(y, math.nan), -y)
+    times = torch.linspace(0, 1, 5)
+    with pytest.raises(NonFiniteState, match=r"between t=0.5 .* and t=0.75") as err:
+        nodezoo.odeint(f, torch.ones(3), times, method="rk4", options={"step_size": 0.1})
+    assert (err.value.t, err.value.step_size) == (0.75, 0.1)

@@ -118,6 +118,18 @@ def test_newton_failure_is_a_clear_error():
         solve(lambda t, y: y**2, y0, t, {"method": "implicit_euler", "step_size": 2.0})
 
 
+def test_newton_failure_says_which_step():
+    """Implicit Euler on y' = y**2 solves h y1**2 - y1 + y0 = 0, real only if 4 h y0 <= 1. With
+    h = 0.2 from y0 = 1 the first step lands on (1 - sqrt(0.2)) / 0.4 = 1.382, where 4 h y0 =
+    1.106: the second step, from t = 0.2, has no solution (``NewtonFailed.t``/``step_size``)."""
+    y0 = torch.tensor([1.0], dtype=F64)
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    with pytest.raises(NewtonFailed) as err:
+        solve(lambda t, y: y**2, y0, t, {"method": "implicit_euler", "step_size": 0.2})
+    assert err.value.t == pytest.approx(0.2, abs=1e-15)
+    assert err.value.step_size == pytest.approx(0.2, abs=1e-15)
+
+
 def test_bad_option_is_refused():
     y0 = torch.tensor([1.0], dtype=F64)
     t = torch.tensor([0.0, 1.0], dtype=F64)
