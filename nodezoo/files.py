@@ -9,8 +9,12 @@ Windows) leaves either the old file or the new one.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
@@ -30,3 +34,24 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
+    """``fig.savefig(path)`` written atomically (a matplotlib figure; the format from the
+    file's suffix, as matplotlib itself would choose it). Creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or None, **savefig_kwargs)
+    return write_atomic(path, buffer.getvalue())
+
+
+def write_csv_atomic(
+    path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterable[dict[str, Any]]
+) -> Path:
+    """A CSV file with a header row (``csv.DictWriter``), written atomically."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames))
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_atomic(path, buffer.getvalue())

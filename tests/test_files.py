@@ -36,3 +36,40 @@ def test_the_temporary_file_is_per_process(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", lambda a, b: seen.append(Path(a).name) or real_replace(a, b))
     write_atomic(tmp_path / "summary.json", "{}")
     assert seen == [f".summary.json.{os.getpid()}.tmp"]
+
+
+def test_save_figure_writes_the_format_of_the_suffix_and_keeps_the_old_file_on_failure(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nodezoo.files import save_figure
+
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1], [1, 0])
+    png = save_figure(fig, tmp_path / "plots" / "card.png", dpi=20)  # parent created
+    svg = save_figure(fig, tmp_path / "plots" / "card.svg")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in svg.read_bytes()[:500]
+
+    class Broken:  # a figure whose drawing fails midway, after writing part of its output
+        def savefig(self, buffer, **kwargs):
+            buffer.write(b"\x89PNG half")
+            raise RuntimeError("drawing failed")
+
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        save_figure(Broken(), png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(png.read_bytes()) > 100
+    assert sorted(p.name for p in png.parent.iterdir()) == ["card.png", "card.svg"]
+    plt.close(fig)
+
+
+def test_write_csv_atomic_round_trips_through_the_csv_reader(tmp_path):
+    import csv
+
+    from nodezoo.files import write_csv_atomic
+
+    rows = [{"model": "odenet", "note": 'a, "quoted"\nline'}, {"model": "resnet", "note": ""}]
+    path = write_csv_atomic(tmp_path / "table.csv", ["model", "note"], rows)
+    with path.open(newline="") as f:
+        assert list(csv.DictReader(f)) == rows

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from ..files import save_figure
 from .cnf import CNF
 
 
@@ -135,9 +136,7 @@ def plot_cnf(
             fig = _plot_images(plt, model, data, n_samples, n_times, gen)
     finally:
         model.train(was_training)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    path = save_figure(fig, path, dpi=90)
     plt.close(fig)
     return path
 

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from ..data.spirals import Spirals, make_spirals
+from ..files import save_figure
 from .latent_ode import LatentODE
 
 
@@ -52,9 +53,7 @@ def plot_spirals(model: pl.LightningModule, spirals: Spirals, path: str | Path, 
         ax.set_yticks([])
     axes[0][0].legend(fontsize=7, loc="best")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    path = save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 

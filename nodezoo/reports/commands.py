@@ -8,11 +8,11 @@
 from __future__ import annotations
 
 import argparse
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..files import write_csv_atomic
 from .plots import plot_all
 from .sources import ReportError, load_records
 from .sweeps import memory_sweep, tolerance_sweep
@@ -93,11 +93,7 @@ def _batch_limit(text: str) -> int | None:
 
 
 def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_csv_atomic(path, list(rows[0]), rows)
 
 
 def _check(args: argparse.Namespace) -> None:

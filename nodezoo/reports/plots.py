@@ -14,6 +14,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..files import save_figure
 from .sources import RunRecord
 
 __all__ = [
@@ -42,8 +43,7 @@ def _series(record: RunRecord, key: str) -> tuple[list, list]:
 
 def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    return path
+    return save_figure(fig, path, dpi=DPI)
 
 
 def _epoch_plot(

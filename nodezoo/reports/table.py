@@ -7,12 +7,12 @@ reading. Missing values are empty in the CSV and ``-`` in Markdown.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..files import write_atomic, write_csv_atomic
 from .sources import RunRecord
 
 __all__ = ["COLUMNS", "Column", "table_rows", "write_table"]
@@ -121,9 +121,6 @@ def write_table(records: Sequence[RunRecord], out: str | Path) -> tuple[Path, Pa
     out.mkdir(parents=True, exist_ok=True)
     columns = _used_columns(records)
     md_path, csv_path = out / "table.md", out / "table.csv"
-    md_path.write_text(_markdown(records, columns))
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[c.csv for c in columns])
-        writer.writeheader()
-        writer.writerows(table_rows(records))
+    write_atomic(md_path, _markdown(records, columns))
+    write_csv_atomic(csv_path, [c.csv for c in columns], table_rows(records))
     return md_path, csv_path

@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from ..files import write_atomic
 from .sources import ReportError, RunRecord
 
 __all__ = [
@@ -142,7 +143,7 @@ def publish_or_write(
         "runs": [r.name for r in records],
         "report": serialise_report(report),
     }
-    path.write_text(json.dumps(definition, indent=2) + "\n")
+    write_atomic(path, json.dumps(definition, indent=2) + "\n")
     command = " ".join(["nodezoo compare", *argv])
     message = (
         f"W&B is offline: the report definition is in {path}. To publish it, sync the runs "
