@@ -16,8 +16,10 @@ accuracy within 0.3 points of the unregularised run.
 
     # smoke run (minutes): 300 steps per setting, 2000 test images
     nice python benchmarks/regularisation.py --epochs 1 --train-size 9600 --test-size 2000
-    # the full measurement (hours): the zoo's 4 epochs over all 55,000 training images
-    nice python benchmarks/regularisation.py --epochs 4
+    # the full measurement (hours): the zoo's 4 epochs over all 55,000 training images, each
+    # setting in its own resumable folder (rerun the same command after a stop)
+    nice python benchmarks/regularisation.py --epochs 4 \\
+        --runs $HOME/nodezoo-build/regularisation_4ep
 
 A short run says so in its header: its accuracies are far from converged and its NFE are those
 of an early model, so read it as a smoke test of the mechanism, not as the measurement.
@@ -36,9 +38,11 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from _measure import machine_description, markdown_table
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import Subset
 
 from nodezoo.data import FashionMNISTDataModule
+from nodezoo.files import write_atomic
 from nodezoo.models.classifier import ImageClassifier
 from nodezoo.nn import ODEBlock
 
@@ -60,24 +64,40 @@ def settings(
 
 
 class StepRecorder(pl.Callback):
-    """NFE of every training step and wall/CPU seconds of every training epoch."""
+    """NFE of every training step, and wall/CPU seconds of training (each step timed from the
+    end of the one before, or from the start of the epoch: data loading included).
+
+    Its records are part of the checkpoint (``state_dict``), so a run resumed from last.ckpt
+    reports every step, not only those after the restart; the steps lost since the last
+    checkpoint are run again and counted once."""
 
     def __init__(self) -> None:
         self.nfe_forward: list[int] = []
         self.nfe_backward: list[int] = []
-        self.epoch_wall: list[float] = []
-        self.epoch_cpu: list[float] = []
+        self.wall_s = self.cpu_s = 0.0
         self.test_nfe: list[int] = []
         self.regularisers: dict[str, list[float]] = {}
+        self._mark: tuple[float, float] | None = None
 
     @staticmethod
     def _blocks(module) -> list[ODEBlock]:
         return [m for m in module.modules() if isinstance(m, ODEBlock)]
 
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._mark = self._now()  # a resumed run may continue an epoch without starting one
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start = (time.perf_counter(), time.process_time())
+        self._mark = self._now()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = self._now()
+        self.wall_s += now[0] - self._mark[0]
+        self.cpu_s += now[1] - self._mark[1]
+        self._mark = now
         blocks = self._blocks(pl_module)
         self.nfe_forward.append(sum(b.nfe_forward for b in blocks))
         self.nfe_backward.append(sum(b.nfe_backward for b in blocks))
@@ -85,9 +105,14 @@ class StepRecorder(pl.Callback):
             for name, value in b.regularisers.items():
                 self.regularisers.setdefault(name, []).append(float(value.detach()))
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.epoch_wall.append(time.perf_counter() - self._start[0])
-        self.epoch_cpu.append(time.process_time() - self._start[1])
+    _STATE = ("nfe_forward", "nfe_backward", "wall_s", "cpu_s", "regularisers")
+
+    def state_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self._STATE}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        for name in self._STATE:
+            setattr(self, name, state_dict[name])
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0) -> None:
         self.test_nfe.append(sum(b.nfe_forward for b in self._blocks(pl_module)))
@@ -98,10 +123,55 @@ def mean(values) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def run_setting(name: str, regularisation: dict | None, recipe: dict, args) -> dict:
+def setting_folder(runs: Path, name: str) -> Path:
+    """``rnode 1e-05`` -> ``runs/rnode_1e-05``."""
+    return runs / name.replace(" ", "_").replace("=", "_")
+
+
+def run_fingerprint(args) -> dict:
+    """What a setting's numbers depend on besides its regularisation: a run folder made with
+    other values cannot be resumed or reused."""
+    keys = ("epochs", "max_steps", "train_size", "test_size", "seed", "threads", "width")
+    return {k: getattr(args, k) for k in keys}
+
+
+def run_or_resume(name: str, regularisation: dict | None, recipe: dict, args) -> dict:
+    """``run_setting`` in its own folder under ``--runs``: a finished setting's row is read
+    back from ``row.json``; a stopped one resumes from its last.ckpt."""
+    folder = setting_folder(args.runs, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    fingerprint = {"setting": name, "regularisation": regularisation, **run_fingerprint(args)}
+    marker = folder / "run.json"
+    if marker.exists():
+        found = json.loads(marker.read_text())
+        if found != fingerprint:
+            raise SystemExit(
+                f"{folder} holds a run of other settings ({found}, now {fingerprint}): pass "
+                "another --runs folder, or delete that one to start the setting afresh."
+            )
+    else:
+        write_atomic(marker, json.dumps(fingerprint, indent=2))
+    row_path = folder / "row.json"
+    if row_path.exists():
+        print(f"# {name}: done earlier, read from {row_path}", file=sys.stderr, flush=True)
+        return json.loads(row_path.read_text())
+    row = run_setting(name, regularisation, recipe, args, folder)
+    write_atomic(row_path, json.dumps(row, indent=2))
+    return row
+
+
+def run_setting(
+    name: str, regularisation: dict | None, recipe: dict, args, folder: Path | None = None
+) -> dict:
+    """Train one setting and test its last weights. With ``folder``, last.ckpt is written there
+    every ``--checkpoint-every`` steps and training resumes from it if it exists."""
     model_args = dict(recipe["model"]["init_args"])
+    if args.width:
+        model_args["width"] = args.width
     data_args = dict(recipe["data"]["init_args"])
     data_args.update(data_dir=args.data_dir, num_workers=args.num_workers)
+    if args.val_size is not None:
+        data_args["val_size"] = args.val_size
     pl.seed_everything(args.seed, verbose=False)
     model = ImageClassifier(**model_args, regularisation=regularisation)
     data = FashionMNISTDataModule(**data_args)
@@ -112,6 +182,19 @@ def run_setting(name: str, regularisation: dict | None, recipe: dict, args) -> d
     if args.test_size:
         data.test_set = Subset(data.test_set, range(min(args.test_size, len(data.test_set))))
     recorder = StepRecorder()
+    callbacks: list[pl.Callback] = [recorder]
+    resume = None
+    if folder is not None:
+        checkpoints = folder / "checkpoints"
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=checkpoints, save_last=True, save_top_k=0,
+                every_n_train_steps=args.checkpoint_every,
+            )
+        )  # fmt: skip
+        if (checkpoints / "last.ckpt").exists():
+            resume = str(checkpoints / "last.ckpt")
+            print(f"# {name}: resuming from {resume}", file=sys.stderr, flush=True)
     trainer = pl.Trainer(
         max_epochs=args.epochs,
         max_steps=args.max_steps or -1,
@@ -119,12 +202,12 @@ def run_setting(name: str, regularisation: dict | None, recipe: dict, args) -> d
         accelerator="cpu",
         devices=1,
         logger=False,
-        callbacks=[recorder],
-        enable_checkpointing=False,
+        callbacks=callbacks,
+        enable_checkpointing=folder is not None,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(model, train_dataloaders=data.train_dataloader())
+    trainer.fit(model, train_dataloaders=data.train_dataloader(), ckpt_path=resume)
     test_loader = torch.utils.data.DataLoader(
         data.test_set, batch_size=args.test_batch, num_workers=args.num_workers
     )
@@ -135,13 +218,13 @@ def run_setting(name: str, regularisation: dict | None, recipe: dict, args) -> d
         "setting": name,
         "regularisation": regularisation,
         "steps": steps,
-        "epochs": len(recorder.epoch_wall),
+        "epochs": trainer.current_epoch,  # completed ones (fit ends with it incremented)
         "nfe_forward": mean(recorder.nfe_forward),
         "nfe_backward": mean(recorder.nfe_backward),
         "nfe_forward_last_quarter": mean(recorder.nfe_forward[tail]),
         "nfe_backward_last_quarter": mean(recorder.nfe_backward[tail]),
-        "s_per_step_wall": sum(recorder.epoch_wall) / steps,
-        "s_per_step_cpu": sum(recorder.epoch_cpu) / steps,
+        "s_per_step_wall": recorder.wall_s / steps,
+        "s_per_step_cpu": recorder.cpu_s / steps,
         "test_acc": float(test["test/acc"]),
         "test_nfe": mean(recorder.test_nfe),
         **{f"{k}_first": v[0] for k, v in recorder.regularisers.items()},
@@ -190,7 +273,7 @@ def table(rows: list[dict], steps_per_epoch: int) -> str:
     return markdown_table(headers, body)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4, help="epochs per setting (zoo: 4)")
     parser.add_argument("--max-steps", type=int, default=0, help="stop each run after N steps")
@@ -218,10 +301,25 @@ def main() -> None:
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--json", type=Path, help="also write every number here")
     parser.add_argument(
+        "--runs", type=Path, help="train each setting in its own folder here, with last.ckpt "
+        "every --checkpoint-every steps: rerunning the same command resumes a stopped setting "
+        "and reuses finished ones (for the hours-long full measurement; keep it outside the "
+        "work tree, e.g. $HOME/nodezoo-build/regularisation_4ep)",
+    )  # fmt: skip
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="steps (--runs)")
+    parser.add_argument(
+        "--width", type=int, default=0, help="channels of the model (0: the recipe's; smaller "
+        "only for smoke tests of this script)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--val-size", type=int, default=None, help="images held out of training as the "
+        "recipe's validation split (default: the recipe's; for tiny test data sets)",
+    )  # fmt: skip
+    parser.add_argument(
         "--combine", type=Path, nargs="+", help="print one table from the --json files of "
         "separate runs (e.g. one process per setting) instead of training",
     )  # fmt: skip
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     recipe = yaml.safe_load(RECIPE.read_text())
     if args.combine:
@@ -237,8 +335,17 @@ def main() -> None:
             if unknown:
                 raise SystemExit(f"--only: unknown setting(s) {unknown}; valid: {sorted(runs)}.")
             runs = {k: v for k, v in runs.items() if k in args.only}
-        rows = [run_setting(name, reg, recipe, args) for name, reg in runs.items()]
-        args.command = [shlex.join(["python", *sys.argv])]
+        run = run_or_resume if args.runs else run_setting
+        rows = [run(name, reg, recipe, args) for name, reg in runs.items()]
+        args.command = [
+            shlex.join(
+                [
+                    "python",
+                    "benchmarks/regularisation.py",
+                    *(sys.argv[1:] if argv is None else argv),
+                ]
+            )
+        ]
     report(rows, recipe, args)
 
 
@@ -248,7 +355,8 @@ def report(rows: list[dict], recipe: dict, args) -> None:
     train_images = 55_000 if not args.train_size else min(args.train_size, 55_000)
     steps_per_epoch = -(-train_images // batch)
     full_epoch = -(-55_000 // batch)
-    short = bool(args.train_size or args.max_steps or args.test_size)
+    width, val_size = getattr(args, "width", 0), getattr(args, "val_size", None)
+    short = bool(args.train_size or args.max_steps or args.test_size or width or val_size)
     label = "SHORT RUN (smoke test, not the measurement)" if short else "full run"
     print(f"## Regularised dynamics, Fashion-MNIST ODE-Net: {label}\n")
     print("Command(s):\n\n" + "\n".join(f"    {c}" for c in args.command) + "\n")
@@ -256,7 +364,9 @@ def report(rows: list[dict], recipe: dict, args) -> None:
         f"Model and data: {RECIPE.relative_to(RECIPE.parents[2])} (dopri5 1e-3 adjoint, AdamW "
         f"one-cycle over the run, batch {batch}); {rows[0]['steps']} training steps per "
         f"setting ({rows[0]['epochs']} epoch(s) of {train_images} images), seed {args.seed}, "
-        f"{args.threads} thread(s); test on {args.test_size or 10_000} images, last weights. "
+        f"{args.threads} thread(s); test on {args.test_size or 10_000} images, last weights"
+        f"{f'; width {width} instead of the recipe value' if width else ''}"
+        f"{f'; {val_size} validation images held out' if val_size is not None else ''}. "
         f"Machine: {machine_description()}, shared with other jobs.\n"
     )
     print(table(rows, full_epoch))
@@ -272,7 +382,7 @@ def report(rows: list[dict], recipe: dict, args) -> None:
         saved_args = {k: v for k, v in vars(args).items() if k not in ("json", "command")}
         saved_args["combine"] = None
         record = {"command": args.command[0], "args": saved_args, "rows": rows}
-        Path(args.json).write_text(json.dumps(record, indent=2, default=str))
+        write_atomic(args.json, json.dumps(record, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""benchmarks/regularisation.py --runs: a stopped setting resumes from its last.ckpt with the
+steps it had already recorded, a finished one is read back, a folder of other settings is
+refused."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "regularisation.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(SCRIPT.parent))  # its sibling helper module _measure
+    spec = importlib.util.spec_from_file_location("regularisation_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.path.remove(str(SCRIPT.parent))
+
+
+def tiny(data_dir: Path, runs: Path, epochs: int = 2) -> list[str]:
+    """48 training images of batch 32: 2 steps per epoch; a width-8 model."""
+    return [
+        "--epochs", str(epochs), "--val-size", "16", "--test-size", "8", "--width", "8",
+        "--data-dir", str(data_dir), "--weights", "--steer", "--kinetic", "0.01",
+        "--only", "kinetic 0.01", "--checkpoint-every", "1", "--runs", str(runs),
+    ]  # fmt: skip
+
+
+def test_a_stopped_setting_resumes_and_a_finished_one_is_reused(
+    bench, tiny_fashion_dir, tmp_path, monkeypatch, capsys
+):
+    runs = tmp_path / "runs"
+    real_end = bench.StepRecorder.on_train_batch_end
+
+    def stop_at_step_3(self, trainer, *args):
+        real_end(self, trainer, *args)
+        if len(self.nfe_forward) == 3:
+            raise RuntimeError("session over")  # after step 3, before its checkpoint
+
+    monkeypatch.setattr(bench.StepRecorder, "on_train_batch_end", stop_at_step_3)
+    with pytest.raises(RuntimeError, match="session over"):
+        bench.main(tiny(tiny_fashion_dir, runs))
+    folder = runs / "kinetic_0.01"
+    assert (folder / "checkpoints" / "last.ckpt").exists() and not (folder / "row.json").exists()
+
+    recorded = []  # what the resumed run starts from: the 2 steps of the checkpoint
+
+    def record_resume(self, trainer, *args):
+        if not recorded:
+            recorded.append((trainer.global_step, len(self.nfe_forward)))
+        real_end(self, trainer, *args)
+
+    monkeypatch.setattr(bench.StepRecorder, "on_train_batch_end", record_resume)
+    bench.main(tiny(tiny_fashion_dir, runs))
+    assert recorded == [(3, 2)]  # step 3 is run again, counted once
+    row = json.loads((folder / "row.json").read_text())
+    assert (row["steps"], row["epochs"]) == (4, 2)
+    assert row["nfe_forward"] >= 14 and row["kinetic_first"] > 0  # dopri5: >= 2 steps of 7
+    assert row["s_per_step_cpu"] > 0
+    capsys.readouterr()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished setting was trained again")
+
+    monkeypatch.setattr(bench, "run_setting", no_training)
+    bench.main(tiny(tiny_fashion_dir, runs))
+    out = capsys.readouterr()
+    assert "done earlier" in out.err and "| kinetic 0.01 |" in out.out
+
+    with pytest.raises(SystemExit, match="holds a run of other settings"):
+        bench.main(tiny(tiny_fashion_dir, runs, epochs=3))
