@@ -28,6 +28,7 @@ of an early model, so read it as a smoke test of the mechanism, not as the measu
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
 import sys
@@ -132,7 +133,8 @@ def run_fingerprint(args) -> dict:
     """What a setting's numbers depend on besides its regularisation: a run folder made with
     other values cannot be resumed or reused."""
     keys = ("epochs", "max_steps", "train_size", "test_size", "seed", "threads", "width")
-    return {k: getattr(args, k) for k in keys}
+    recipe = hashlib.sha256(RECIPE.read_bytes()).hexdigest()[:12]
+    return {**{k: getattr(args, k) for k in keys}, "val_size": args.val_size, "recipe": recipe}
 
 
 def run_or_resume(name: str, regularisation: dict | None, recipe: dict, args) -> dict:
