@@ -7,9 +7,11 @@
 #
 # Every model gets the same budget (EPOCHS, the recipe's optimiser, schedule and batch). A run
 # that stops is resumed from its last.ckpt when the script is started again. Runs live in one
-# folder per EPOCHS: the one-cycle schedule spans the whole run, so a finished short run is never
-# extended or published as a longer one. Test metrics are measured by publish with the same code
-# as `nodezoo evaluate`. HARDWARE is written on the cards.
+# folder per EPOCHS and recipe content: the one-cycle schedule spans the whole run, so a finished
+# short run is never extended or published as a longer one, and a run of an earlier recipe is
+# never resumed or published as the current one (the folder name ends with a hash of the five
+# recipes' parsed settings, so comments can change freely). Test metrics are measured by publish
+# with the same code as `nodezoo evaluate`. HARDWARE is written on the cards.
 set -euo pipefail
 # Waiting OpenMP threads spin by default and stall the ODE-Net's many small parallel regions on
 # shared cores (benchmarks/README.md, "Threads on a shared CPU": 2.7-4.4 vs 0.3 CPU s/step).
@@ -18,7 +20,11 @@ cd "$(dirname "$0")/.."
 
 EPOCHS=${EPOCHS:-30}
 # Runs live outside the work tree, so a fresh checkout of the repo can resume them.
-RUNS=${RUNS:-${NODEZOO_BUILD:-$HOME/nodezoo-build}/fashion_mnist_${EPOCHS}ep}
+RECIPES_ID=$(python -c 'import hashlib, json, sys, yaml
+settings = [yaml.safe_load(open(path)) for path in sys.argv[1:]]
+print(hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8])' \
+    recipes/fashion_mnist/{odenet,mlp,revnet,rknet,resnet}.yaml)
+RUNS=${RUNS:-${NODEZOO_BUILD:-$HOME/nodezoo-build}/fashion_mnist_${EPOCHS}ep_$RECIPES_ID}
 OUT=${OUT:-model_cards}
 REPORT=${REPORT:-reports/fashion_mnist_zoo}
 HARDWARE=${HARDWARE:-"2 shared CPU cores (AMD EPYC), no GPU"}
