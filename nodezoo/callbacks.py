@@ -12,6 +12,7 @@ import platform
 import shlex
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -91,29 +92,40 @@ class SolverStatsMonitor(pl.Callback):
 
 
 class SavedTensorMeter:
-    """Counts the bytes autograd saves for backward (each storage once, parameters excluded).
+    """Counts the bytes autograd holds for backward at the end of a forward pass (each storage
+    once, parameters excluded).
 
-    Installed as saved-tensor hooks for one training forward pass; everything saved then is held
-    until backward, so the total at the end of the forward pass is the activation memory the
-    paper's O(1) vs O(L) claims are about. Device-independent and deterministic.
+    Installed as saved-tensor hooks for one training forward pass; ``bytes`` is measured when
+    the meter exits, over the saved tensors still alive then: that is the activation memory the
+    paper's O(1) vs O(L) claims are about. A graph dropped during the pass (an adaptive solve's
+    rejected attempts under backprop) frees what it saved, and its memory may be reused at the
+    same address by tensors saved later: counting storages by address as they were saved
+    counted the dropped ones and missed the reused ones. Device-independent and deterministic.
     """
 
     def __init__(self, exclude: set[int]):
         self.exclude = exclude
-        self.seen: set[int] = set()
         self.bytes = 0
+        self._saved: list[weakref.ref] = []
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
 
     def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        key = storage.data_ptr()
-        if key not in self.exclude and key not in self.seen:
-            self.seen.add(key)
-            self.bytes += storage.nbytes()
         # A detached alias, not ``tensor`` itself: returning the tensor kept tensors saved by
         # backprop through the solver alive after their step (RK-Net: +3.7 MB of RSS per step,
-        # 13 GB after an epoch). The alias shares the storage and dies with the graph.
-        return tensor.detach()
+        # 13 GB after an epoch). The alias shares the storage and dies with the graph, so a
+        # weak reference to it says whether the graph still holds the storage.
+        alias = tensor.detach()
+        self._saved.append(weakref.ref(alias))
+        return alias
+
+    def _live_bytes(self) -> int:
+        storages = {}
+        for ref in self._saved:
+            alias = ref()
+            if alias is not None:
+                storage = alias.untyped_storage()
+                storages.setdefault(storage.data_ptr(), storage.nbytes())
+        return sum(n for key, n in storages.items() if key not in self.exclude)
 
     def __enter__(self):
         self._hooks.__enter__()
@@ -121,6 +133,8 @@ class SavedTensorMeter:
 
     def __exit__(self, *exc):
         self._hooks.__exit__(*exc)
+        self.bytes = self._live_bytes()
+        self._saved = []
 
 
 def _process_peak_rss_mb() -> float | None:

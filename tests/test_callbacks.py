@@ -135,6 +135,23 @@ def test_last_checkpoint_is_the_end_of_training(tmp_path):
     assert saved["global_step"] == 5
 
 
+def test_saved_tensor_meter_counts_what_is_held_at_the_end_of_the_forward_pass():
+    """A graph dropped during the pass (an adaptive solve's rejected attempt under backprop)
+    frees what it saved: only the kept graph's saved output of ``exp`` (2,000 bytes) is held
+    for backward. Counting storages as they were saved gave 4,000 or 6,000 bytes here,
+    depending on whether the allocator reused the freed address."""
+    x = torch.rand(1000, requires_grad=True)
+    with SavedTensorMeter(set()) as meter:
+        dropped = x.exp().sum()  # exp saves its 4,000-byte output ...
+        del dropped  # ... freed with its graph
+        kept = (x[:500] * 2).exp().sum()  # a saved output of 2,000 bytes
+    assert meter.bytes == 2000
+    kept.backward()
+    with SavedTensorMeter({x.untyped_storage().data_ptr()}) as meter:  # excluded: a parameter
+        kept = (x * x).sum()  # mul saves both operands: the same storage, excluded
+    assert meter.bytes == 0
+
+
 def test_saved_tensor_meter_does_not_keep_graphs_alive():
     """The meter's pack hook once returned the saved tensor itself, and tensors saved during an
     RK-Net forward (backprop through the solver) outlived their step: RSS grew by ~3.7 MB a step
