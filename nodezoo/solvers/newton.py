@@ -66,7 +66,10 @@ def jacobian(
         out = f(t, yv, toward)
         if out.requires_grad:
             try:
-                (rows,) = torch.autograd.grad(out, yv, eye, is_grads_batched=True)
+                # the graph is kept for the fallback: a batched pass that fails has freed it
+                (rows,) = torch.autograd.grad(
+                    out, yv, eye, is_grads_batched=True, retain_graph=True
+                )
             except RuntimeError:  # an operation without a batching rule: one row at a time
                 rows = torch.stack(
                     [torch.autograd.grad(out, yv, e, retain_graph=True)[0] for e in eye]
@@ -153,7 +156,14 @@ class IterationMatrix:
         k = self.J.shape[-1]
         # a step size changed by roundoff only (t_next - t on a grid) keeps the factors
         if self._factored_version != self._version() or abs(h - self.h) > 1e-9 * abs(h):
-            self.lu = torch.linalg.lu_factor(stage_matrix(self.A, h, self.J))
+            # lu_factor raises a plain RuntimeError on a zero pivot; a singular matrix is
+            # reported as LinAlgError, which solve_stages counts as a Newton failure
+            lu, pivots, info = torch.linalg.lu_factor_ex(stage_matrix(self.A, h, self.J))
+            if bool((info != 0).any()):
+                raise torch.linalg.LinAlgError(
+                    f"the Newton iteration matrix is singular at step size {h:.3g}"
+                )
+            self.lu = (lu, pivots)
             self.h = h
             self._factored_version = self._version()
             self.counts.lu_decompositions += 1

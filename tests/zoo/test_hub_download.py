@@ -154,3 +154,27 @@ def test_download_options_reach_snapshot_download(local_hub, published_repo, hub
         assert [b.stat().st_mtime_ns for b in blobs] != first_mtimes  # downloaded again
     assert seen[1]["token"] == "hf_secret" and seen[1]["cache_dir"] == mine
     assert seen[-1]["force_download"] is True and seen[2]["local_files_only"] is True
+
+
+def test_evaluate_compares_with_the_card_of_the_revision_it_evaluates(
+    local_hub, zoo_folder, hub, tmp_path, monkeypatch, capsys
+):
+    """``nodezoo evaluate org/name --revision R`` reads R's card, not the latest one (mutation
+    survivor of ``main_evaluate``, eighth run): the recomputed accuracy equals the first
+    commit's card, and a later commit halved the card's value."""
+    from nodezoo.zoo import evaluation
+    from nodezoo.zoo.commands import main_evaluate
+
+    card = json.loads((zoo_folder / "metrics.json").read_text())
+    first = local_hub.commit_folder("acme/cards", zoo_folder, "first card")
+    changed = tmp_path / "cards"
+    shutil.copytree(zoo_folder, changed)
+    (changed / "metrics.json").write_text(json.dumps({**card, "test/acc": card["test/acc"] / 2}))
+    write_checksums(changed)
+    local_hub.commit_folder("acme/cards", changed, "second card")
+    hub(local_hub.endpoint)
+    monkeypatch.setattr(evaluation, "evaluate", lambda ref, **kw: {"test/acc": card["test/acc"]})
+    assert main_evaluate(["acme/cards", "--revision", first]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("All 1 metrics the card records")
+    assert main_evaluate(["acme/cards"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("MISMATCH: test/acc differ")
