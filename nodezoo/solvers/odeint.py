@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .config import SolverConfig
+from .config import SolverConfig, _tolerance_values
 from .errors import NonFiniteInitialState, SolverConfigError
 from .events import combined_event_fn, with_event_gradient
 from .gradients import AdjointSettings, AdjointSolve, CheckpointSolve, FlatProblem, tuple_norm
@@ -110,17 +110,21 @@ def _check_times(t: torch.Tensor, y: torch.Tensor) -> list[float]:
 
 
 def _tolerance(tol, parts: list[torch.Tensor], name: str):
-    """A float, or a per-part sequence (torchdiffeq allows one per tuple entry)."""
-    if isinstance(tol, torch.Tensor) and tol.numel() == 1:
-        return float(tol)
-    if isinstance(tol, (int, float)):
-        if tol < 0:
-            raise SolverConfigError(f"{name} must be non-negative, got {tol}.")
-        return float(tol)
-    if isinstance(tol, (tuple, list)) and len(tol) == len(parts):
-        return torch.cat([p.new_full((p.numel(),), float(v)) for v, p in zip(tol, parts)])
+    """A float, or a per-part tensor (torchdiffeq allows one per tuple entry). Any form
+    ``SolverConfig`` accepts: Python and numpy numbers, 0-d arrays and tensors, sequences."""
+    if type(tol) is float:
+        values = [tol] if tol >= 0 else None
+    else:
+        values = _tolerance_values(tol)
+    if values is None:
+        raise SolverConfigError(f"{name} must be non-negative, got {tol}.")
+    if len(values) == 1:
+        return values[0]
+    if len(values) == len(parts):
+        return torch.cat([p.new_full((p.numel(),), v) for v, p in zip(values, parts)])
     raise SolverConfigError(
-        f"{name} must be a float or one float per tuple entry; got {type(tol).__name__}."
+        f"{name} must be a float or one float per tuple entry ({len(parts)}); got "
+        f"{len(values)} values."
     )
 
 

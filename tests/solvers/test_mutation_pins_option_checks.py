@@ -34,7 +34,9 @@ def test_a_step_size_given_alone_must_be_positive(step_size):
 
 
 @pytest.mark.parametrize(
-    "rtol", [torch.tensor(1e-4, dtype=F64), np.float64(1e-4)], ids=["tensor", "numpy"]
+    "rtol",
+    [torch.tensor(1e-4, dtype=F64), np.float64(1e-4), np.array(1e-4), [1e-4], (np.float64(1e-4),)],
+    ids=["tensor", "numpy", "numpy-0d-array", "list", "tuple-of-numpy"],
 )
 def test_a_tolerance_as_a_tensor_or_numpy_value_acts_as_the_float(rtol):
     expected = nodezoo.odeint(decay, Y0, TIMES, rtol=1e-4, atol=1e-9)
@@ -60,3 +62,13 @@ def test_only_a_scipy_solve_that_needs_a_graph_warns_that_it_has_none():
     with pytest.warns(UserWarning, match="scipy_solver runs outside autograd"):
         nodezoo.odeint(decay, Y0.clone().requires_grad_(), TIMES, method="scipy_solver",
                        options={"solver": "RK45"})  # fmt: skip
+
+
+def test_tolerances_the_config_accepts_are_solved_with_and_mismatches_are_named():
+    """``SolverConfig`` accepts numpy float32 and 0-d arrays; the solve once refused them."""
+    out = nodezoo.odeint(decay, Y0, TIMES, rtol=np.float32(1e-4), atol=np.array(1e-9))
+    expected = nodezoo.odeint(decay, Y0, TIMES, rtol=float(np.float32(1e-4)), atol=1e-9)
+    assert torch.equal(out, expected)
+    state = (torch.ones(2, dtype=F64), torch.ones(3, dtype=F64))
+    with pytest.raises(SolverConfigError, match=r"one float per tuple entry \(2\); got 3 values"):
+        nodezoo.odeint(lambda t, y: (-y[0], -y[1]), state, TIMES, rtol=[1e-3, 1e-4, 1e-5])
