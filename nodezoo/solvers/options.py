@@ -44,7 +44,6 @@ _SIMPLE = {"max_num_steps": ("max_steps", int), "step_size": ("step_size", float
 class SolveOptions:
     """The options of one solve. ``loop`` goes straight to ``rk.integrate``."""
 
-    raw: dict = field(default_factory=dict)
     loop: dict[str, Any] = field(default_factory=dict)
     controller: StepController = DEFAULT_CONTROLLER
     norm: Callable | None = None
@@ -80,7 +79,7 @@ def parse_options(
         if raw.get("step_size") is not None and not raw["step_size"] > 0:
             raise SolverConfigError(f"step_size must be positive, got {raw['step_size']}.")
         loop = {_SIMPLE[k][0]: _SIMPLE[k][1](v) for k, v in raw.items() if v is not None}
-        return SolveOptions(raw=raw, loop=loop)
+        return SolveOptions(loop=loop)
     for key, hint in REMOVED_KEYS.items():
         if key in raw:
             raise SolverConfigError(f"options['{key}'] is not supported; {hint}.")
@@ -107,7 +106,7 @@ def parse_options(
             f"Option(s) {misplaced} do not apply to {kind} method {method!r}{hint}; "
             f"its options are {sorted(valid)}."
         )
-    out = SolveOptions(raw=raw)
+    out = SolveOptions()
     out.engine = {k: raw[k] for k in engine_keys if raw.get(k) is not None}
     if family == "scipy":
         return out
