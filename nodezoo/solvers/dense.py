@@ -36,7 +36,10 @@ def odeint_dense(
     times ``t_eval`` (shape ``(*t_eval.shape, *y0.shape)``), within [t0, t1]. Any adaptive
     Runge–Kutta method (torchdiffeq: dopri5 only); tensor states only, as in torchdiffeq."""
     if not isinstance(y0, torch.Tensor):
-        raise SolverConfigError("odeint_dense takes a tensor y0 (not a tuple), as torchdiffeq.")
+        raise SolverConfigError(
+            "odeint_dense takes a tensor y0 (not a tuple), as torchdiffeq: concatenate the "
+            "parts into one tensor."
+        )
     parts, _ = _check_state(y0)
     spec = get_method(method or "dopri5")
     if spec.family != "runge_kutta" or not spec.adaptive:
@@ -50,7 +53,10 @@ def odeint_dense(
         raise SolverConfigError("odeint_dense takes adaptive steps: drop step_size.")
     start, end = float(t0), float(t1)
     if start == end:
-        raise SolverConfigError("odeint_dense needs t0 != t1.")
+        raise SolverConfigError(
+            f"odeint_dense needs t0 != t1 (both are {start}): give an end time t1 before or "
+            "after t0."
+        )
     field = FlatField(
         func, [y0.shape], time_dtype=_time_dtype(y0), device=y0.device, is_tuple=False
     )
@@ -71,7 +77,10 @@ def odeint_dense(
         out = []
         for v in values:
             if (v - start) * direction < 0 or (v - end) * direction > 0:
-                raise SolverConfigError(f"t_eval={v} lies outside [{start}, {end}].")
+                raise SolverConfigError(
+                    f"t_eval={v} lies outside [{start}, {end}], the interval this dense "
+                    "solution covers: solve over an interval that contains it."
+                )
             i = max(bisect.bisect_right(starts, direction * v) - 1, 0)
             t, h, y, K = steps[i]
             out.append(rk.interpolate(y, K, h, (v - t) / h))

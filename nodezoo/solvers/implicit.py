@@ -569,8 +569,8 @@ class ImplicitRungeKutta:
         if steps >= max_steps:
             raise MaxStepsExceeded(
                 f"{self.tableau.name}: reached max_steps={max_steps} at t={t:.6g} of "
-                f"[{t0:.6g}, {t_end:.6g}] (step size {h:.3g}); raise max_steps or loosen "
-                "rtol/atol.",
+                f"[{t0:.6g}, {t_end:.6g}] (step size {h:.3g}); raise max_steps "
+                "(options['max_num_steps'] in odeint) or loosen rtol/atol.",
                 t=t,
                 step_size=h,
             )

@@ -68,7 +68,8 @@ class Adams:
             )
         if int(max_order) < MIN_ORDER:
             warnings.warn(
-                f"max_order={max_order} is below {MIN_ORDER}, so the method reduces to rk4.",
+                f"max_order={max_order} is below {MIN_ORDER}, so the method reduces to rk4; "
+                f"give max_order >= {MIN_ORDER} for Adams steps.",
                 stacklevel=3,
             )
         if int(max_iters) < 1:
@@ -116,7 +117,7 @@ class Adams:
             del self.history[-1:]
             warnings.warn(
                 f"implicit_adams: the corrector did not converge in {self.max_iters} iterations "
-                f"at t={t:.6g}; use a smaller step_size or raise max_iters.",
+                f"at t={t:.6g}; use a smaller step_size or raise options['max_iters'].",
                 stacklevel=2,
             )
         return y1, None

@@ -104,7 +104,8 @@ def _check_times(t: torch.Tensor, y: torch.Tensor) -> list[float]:
     if diffs and not (all(d > 0 for d in diffs) or all(d < 0 for d in diffs)):
         raise SolverConfigError(
             "t must be strictly increasing or strictly decreasing (no repeats); "
-            f"got {times[:10]}{'...' if len(times) > 10 else ''}."
+            f"got {times[:10]}{f' and {len(times) - 10} more' if len(times) > 10 else ''}. "
+            "Sort the output times (and drop duplicates) before solving."
         )
     return times
 
@@ -180,7 +181,7 @@ def _hooks(func, field: FlatField, *, suffix: str, spec: MethodSpec, adaptive: b
     if spec.family == "scipy":
         warnings.warn(
             f"scipy_solver steps inside scipy: {sorted(n + suffix for n in found)} will not be "
-            "called.",
+            "called; use a nodezoo method (e.g. dopri5) to have them called.",
             stacklevel=4,
         )
         return None
@@ -252,7 +253,9 @@ def solve(
     parts, is_tuple = _check_state(y0)
     if config.backend == "torchdiffeq":
         if event_fn is not None:
-            raise SolverConfigError("event_fn needs backend='native'.")
+            raise SolverConfigError(
+                "event_fn needs backend='native': the torchdiffeq backend has no event search."
+            )
         from .backends import solve_torchdiffeq
 
         return solve_torchdiffeq(func, y0, t, config, params=params, stats=stats, options=options)
@@ -270,7 +273,9 @@ def solve(
             "Use gradient='adjoint' or 'backprop'."
         )
     if spec.family == "scipy" and event_fn is not None:
-        raise SolverConfigError("scipy_solver has no event handling; use an RK method.")
+        raise SolverConfigError(
+            "scipy_solver has no event handling; use a Runge–Kutta method (e.g. dopri5)."
+        )
     adaptive = config.adaptive
     defaults = {}
     if spec.family != "scipy":
@@ -426,7 +431,8 @@ def _adjoint_settings(
         if len(trainable) != len(params):
             warnings.warn(
                 "An adjoint parameter does not require grad: it is left out of the adjoint "
-                "solve and of the tuple the adjoint norm receives.",
+                "solve and of the tuple the adjoint norm receives. Pass only the tensors that "
+                "require grad in adjoint_params.",
                 stacklevel=4,
             )
         if is_tuple:  # torchdiffeq expands the tuple state's parts for a user adjoint norm

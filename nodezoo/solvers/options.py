@@ -55,7 +55,10 @@ class SolveOptions:
 def _times(value, name: str) -> list[float]:
     if isinstance(value, torch.Tensor):
         if value.requires_grad:
-            raise SolverConfigError(f"options['{name}'] cannot require gradient.")
+            raise SolverConfigError(
+                f"options['{name}'] cannot require gradient (no gradient flows to stop "
+                f"times): pass {name}.detach()."
+            )
         return [float(v) for v in value.detach().reshape(-1).cpu().tolist()]
     try:
         return [float(v) for v in value]
@@ -120,13 +123,17 @@ def parse_options(
             loop[key] = abs(float(raw[key]))
     if loop.get("min_step", 0.0) > loop.get("max_step", float("inf")):
         raise SolverConfigError(
-            f"min_step={loop['min_step']} is larger than max_step={loop['max_step']}."
+            f"min_step={loop['min_step']} is larger than max_step={loop['max_step']}; "
+            "lower min_step or raise max_step."
         )
     for key in ("step_t", "jump_t"):
         if raw.get(key) is not None:
             loop[key] = _times(raw[key], key)
     if set(loop.get("step_t", ())) & set(loop.get("jump_t", ())):
-        raise SolverConfigError("step_t and jump_t must not share any time.")
+        raise SolverConfigError(
+            "step_t and jump_t must not share any time: the solver steps onto every jump_t "
+            "time too, so list a discontinuity in jump_t only."
+        )
     dtype = raw.get("dtype")
     if dtype is not None and dtype != torch.float64:
         raise SolverConfigError(
@@ -149,7 +156,9 @@ def parse_options(
         if not callable(grid):
             raise SolverConfigError("options['grid_constructor'] must be callable(func, y0, t).")
         if raw.get("step_size") is not None:
-            raise SolverConfigError("step_size and grid_constructor are mutually exclusive.")
+            raise SolverConfigError(
+                "step_size and grid_constructor are mutually exclusive: give one of them."
+            )
         out.grid_constructor = grid
     interp = raw.get("interp")
     if interp is not None:

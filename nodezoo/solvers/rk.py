@@ -126,7 +126,8 @@ class FlatField:
             )
         if len(outs) != len(self.shapes):
             raise SolverConfigError(
-                f"func returned {len(outs)} tensors for a state of {len(self.shapes)}."
+                f"func returned {len(outs)} tensors for a tuple state of {len(self.shapes)}; "
+                "return one derivative per part of y0, in the same order."
             )
         for i, (o, shape) in enumerate(zip(outs, self.shapes, strict=True)):
             where = f"func's output {i}" if self.is_tuple else "func's output"
@@ -566,7 +567,8 @@ def _fixed_grid(times, y0, direction, step_size, max_steps, step_t, jump_t, grid
         if n > max_steps:
             raise MaxStepsExceeded(
                 f"step_size={step_size} needs {n} steps over [{t0}, {t_end}], more than "
-                f"max_steps={max_steps}. Use a larger step_size or raise max_steps.",
+                f"max_steps={max_steps}. Use a larger step_size or raise max_steps "
+                "(options['max_num_steps'] in odeint).",
                 t=t0,
                 step_size=step_size,
             )
@@ -863,7 +865,8 @@ def _integrate_adaptive(
                 f"Reached max_steps={max_steps} at t={t:.6g} of [{t0:.6g}, {t_end:.6g}] "
                 f"(step size {h:.3g}). The problem may be stiff or the tolerances too tight "
                 f"(rtol={float(rtol) if not isinstance(rtol, torch.Tensor) else 'tensor'}); raise "
-                "max_steps, loosen rtol/atol, or regularise the dynamics.",
+                "max_steps (options['max_num_steps'] in odeint), loosen rtol/atol, or "
+                "regularise the dynamics.",
                 t=t,
                 step_size=h,
             )

@@ -68,6 +68,13 @@ class ScipySolver:
             rtol=tol(rtol), atol=tol(atol), **self.kwargs,
         )  # fmt: skip
         if sol.status != 0:
-            raise SolverError(f"scipy's {self.solver} failed: {sol.message}", t=float(sol.t[-1]))
+            raise SolverError(
+                f"scipy's {self.solver} failed after t={float(sol.t[-1]):.6g} (the last output "
+                f"time it reached): "
+                f"{str(sol.message).rstrip('.')}. Try another options['solver'] (Radau or BDF "
+                "for stiff problems), loosen rtol/atol, or check the vector field for a "
+                "blow-up.",
+                t=float(sol.t[-1]),
+            )
         ys = torch.as_tensor(np.ascontiguousarray(sol.y.T), dtype=dtype, device=device)
         return [y0, *ys[1:]]

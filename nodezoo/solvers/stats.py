@@ -53,5 +53,8 @@ def last_stats() -> SolveStats:
     once its backward pass has run)."""
     stats = getattr(_local, "stats", None)
     if stats is None:
-        raise RuntimeError("No ODE solve has run in this thread yet.")
+        raise RuntimeError(
+            "No ODE solve has run in this thread yet: call last_stats() after odeint or "
+            "solve, in the thread that ran it (or pass stats=SolveStats() to the solve)."
+        )
     return stats

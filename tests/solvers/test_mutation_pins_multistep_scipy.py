@@ -41,7 +41,7 @@ def test_adams_option_checks():
             _adams(step_size=0.1, max_order=bad)
     _adams(step_size=0.1, max_order=12)  # the bounds themselves are allowed
     with pytest.warns(
-        UserWarning, match=r"^max_order=1 is below 4, so the method reduces to rk4\.$"
+        UserWarning, match=r"^max_order=1 is below 4, so the method reduces to rk4; "
     ):
         _adams(step_size=0.1, max_order=1)
     with pytest.warns(UserWarning, match="max_order=3 is below 4"):
@@ -84,7 +84,7 @@ def test_scipy_keeps_float32():
 def test_scipy_failure_says_where():
     """y' = y**2 from y(0) = 1 is 1 / (1 - t): scipy stops before t = 1 (``t`` is the last
     output time it reached, here t = 0: scipy only keeps the times of ``t_eval``)."""
-    with pytest.raises(SolverError, match=r"^scipy's RK45 failed: ") as info:
+    with pytest.raises(SolverError, match=r"^scipy's RK45 failed after t=0 ") as info:
         nodezoo.odeint(
             lambda t, y: y * y, torch.ones(1, **F64), T, method="scipy_solver",
             options={"solver": "RK45"},
