@@ -81,7 +81,12 @@ def main_evaluate(argv: Sequence[str]) -> int:
     parser.add_argument("--data-dir", help="override the recipe's data_dir")
     parser.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     parser.add_argument("--limit-batches", type=int, help="evaluate only this many batches")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the recomputed metrics as JSON instead of the table comparing them with the "
+        "card",
+    )
     args = parser.parse_args(list(argv))
     from .evaluation import evaluate
 
@@ -146,7 +151,7 @@ def _parse_facts(parser: argparse.ArgumentParser, items: list[str]) -> dict[str,
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            parser.error(f"--fact takes KEY=VALUE, got {item!r}")
+            parser.error(f"--fact takes KEY=VALUE (e.g. run/max_epochs=30), got {item!r}")
         try:
             facts[key] = int(value)
         except ValueError:

@@ -54,12 +54,20 @@ __all__ = [
 # The paper's Table 2 columns: predictive RMSE with 30, 50 and 100 observed points.
 SPIRALS_N_OBS = (30, 50, 100)
 
+EMPTY_TEST_SET = (
+    "the test set is empty (or limit_batches=0); nothing to evaluate. Check the recipe's data "
+    "(its data_dir, or --data-dir) or give limit_batches >= 1."
+)
+
 
 def datamodule_class(recipe: Mapping[str, Any]) -> type:
     """The data module class the recipe names (only nodezoo classes)."""
     data = recipe.get("data")
     if not isinstance(data, Mapping) or "class_path" not in data:
-        raise ZooError("the recipe has no data.class_path, so the test data is unknown.")
+        raise ZooError(
+            "the recipe has no data.class_path, so the test data is unknown. Give it the data "
+            "section it was trained with (class_path and init_args, as in recipes/)."
+        )
     return import_nodezoo_class(str(data["class_path"]), "the recipe's data class", ZooError)
 
 
@@ -113,7 +121,7 @@ def evaluate_image_classifier(
         nfe_sum += sum(b.nfe_forward for b in blocks)
         batches += 1
     if count == 0:
-        raise ZooError("the test set is empty (or limit_batches=0); nothing to evaluate.")
+        raise ZooError(EMPTY_TEST_SET)
     metrics = {
         "test/acc": accuracy.compute().item(),
         "test/loss": loss_sum / count,
@@ -167,7 +175,7 @@ def evaluate_spirals(model: nn.Module, datamodule, *, limit_batches: int | None 
     blocks = ode_blocks(model)
     count = hp.n_test if limit_batches is None else min(hp.n_test, limit_batches * hp.batch_size)
     if count < 1:
-        raise ZooError("the test set is empty (or limit_batches=0); nothing to evaluate.")
+        raise ZooError(EMPTY_TEST_SET)
     metrics: dict[str, Any] = {}
     nfe = []
     for n in SPIRALS_N_OBS:
@@ -193,7 +201,7 @@ def evaluate_cnf(model: nn.Module, datamodule, *, limit_batches: int | None = No
     batches = list(itertools.islice(datamodule.test_dataloader(), limit_batches))
     count = sum(len(model._batch(b)) for b in batches)
     if count == 0:
-        raise ZooError("the test set is empty (or limit_batches=0); nothing to evaluate.")
+        raise ZooError(EMPTY_TEST_SET)
     metrics: dict[str, Any] = dict(evaluate_nll(model, batches))
     metrics["test/samples"] = count
     test_seed = getattr(datamodule, "test_seed", None)
@@ -208,7 +216,8 @@ def _read_recipe(folder: Path) -> dict[str, Any]:
     if recipe is None:
         raise ZooError(
             f"{folder} has no {RECIPE_NAME}; evaluate needs the recipe's data section to know "
-            "the test set."
+            "the test set. Publish the folder with --recipe FILE, or call "
+            "evaluate(model=..., recipe=...)."
         )
     return recipe
 
@@ -234,7 +243,10 @@ def evaluate(
     args (None keeps the recipe's)."""
     if model is None:
         if ref is None:
-            raise ZooError("evaluate needs a zoo reference or a model.")
+            raise ZooError(
+                "evaluate needs a zoo reference or a model: pass a zoo name, folder or Hub repo "
+                "id, or model= with recipe=."
+            )
         folder = resolve_ref(ref, revision)
         model = from_pretrained(folder)
         if seed is None:
@@ -244,7 +256,10 @@ def evaluate(
     else:
         architecture = architecture_for_class(type(model)).name
         if recipe is None:
-            raise ZooError("evaluate(model=...) needs the recipe that names the data.")
+            raise ZooError(
+                "evaluate(model=...) needs the recipe that names the data: pass recipe= (the "
+                "training recipe as a dict)."
+            )
     entry = get_architecture(architecture)
     torch.manual_seed(0 if seed is None else seed)
     datamodule = test_datamodule(recipe, seed=seed, data_dir=data_dir, batch_size=batch_size)

@@ -160,7 +160,9 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ZooError(f"{path} is not valid JSON: {err}") from None
+        raise ZooError(
+            f"{path} is not valid JSON: {err}. Re-save the folder or download it again."
+        ) from None
     if not isinstance(config, dict) or ARCHITECTURE_KEY not in config:
         raise ZooError(f"{path} must be a JSON object with an {ARCHITECTURE_KEY!r} key.")
     _check_label_names(config.get(LABEL_NAMES_KEY), config.get("num_classes"), str(path))
@@ -174,7 +176,9 @@ def read_metrics(folder: str | os.PathLike) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ZooError(f"{path} is not valid JSON: {err}") from None
+        raise ZooError(
+            f"{path} is not valid JSON: {err}. Re-save the folder or download it again."
+        ) from None
 
 
 def read_recipe(folder: str | os.PathLike) -> dict[str, Any] | None:
@@ -270,7 +274,10 @@ def read_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     (when the folder has one) and checking that every floating-point value is finite."""
     path = Path(folder) / WEIGHTS_NAME
     if not path.is_file():
-        raise ZooError(f"{folder} has no {WEIGHTS_NAME}.")
+        raise ZooError(
+            f"{folder} has no {WEIGHTS_NAME}. Re-save the folder or download it again "
+            "(force_download=True for a Hub repo)."
+        )
     recorded = read_checksums(folder).get(WEIGHTS_NAME)
     if recorded is not None:
         actual = _sha256(path)
@@ -284,7 +291,10 @@ def read_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as err:
-        raise CorruptWeightsError(f"{path} is not a readable safetensors file: {err}") from None
+        raise CorruptWeightsError(
+            f"{path} is not a readable safetensors file: {err}. Re-save the folder or download "
+            "it again (force_download=True for a Hub repo)."
+        ) from None
     _check_finite(state, path, "loading")
     return state
 
@@ -297,7 +307,10 @@ def _recipe_text(recipe: str | os.PathLike | Mapping | None) -> str | None:
         return yaml.safe_dump(dict(recipe), sort_keys=False)
     path = Path(recipe)
     if not path.is_file():
-        raise ZooError(f"recipe {str(recipe)!r} is not a file.")
+        raise ZooError(
+            f"recipe {str(recipe)!r} is not a file; give the path of the recipe YAML, or the "
+            "recipe as a dict."
+        )
     return path.read_text()
 
 

@@ -68,7 +68,10 @@ def download_folder(
             "`hf auth login` or set HF_TOKEN)."
         ) from None
     except RevisionNotFoundError:
-        raise HubAccessError(f"{repo_id!r} has no revision {revision!r}.") from None
+        raise HubAccessError(
+            f"{repo_id!r} has no revision {revision!r}; give an existing branch, tag or commit, "
+            "or no revision for main."
+        ) from None
     except LocalEntryNotFoundError:
         cache = cache_dir or constants.HF_HUB_CACHE
         if local_files_only:

@@ -72,7 +72,8 @@ def resolve_ref(ref: str | os.PathLike, revision: str | None = None, **hub_kwarg
     if path.is_dir():
         if revision is not None:
             raise ZooError(
-                f"revision={revision!r} applies to Hub repos; {ref!r} is a local folder."
+                f"revision={revision!r} applies to Hub repos; {str(ref)!r} is a local folder. "
+                "Drop revision=, or give the Hub repo id."
             )
         check_zoo_folder(path)
         return path
@@ -84,7 +85,10 @@ def resolve_ref(ref: str | os.PathLike, revision: str | None = None, **hub_kwarg
         candidate = registry.zoo_root() / ref
         if (candidate / CONFIG_NAME).is_file():
             if revision is not None:
-                raise ZooError(f"revision={revision!r} applies to Hub repos, not zoo name {ref!r}.")
+                raise ZooError(
+                    f"revision={revision!r} applies to Hub repos, not zoo name {ref!r}. Drop "
+                    "revision= (a shipped model has one version), or give a Hub repo id."
+                )
             return candidate
         tried.append("as a zoo name (not a shipped model)")
         raise _not_found(ref, [*tried, "as a Hub repo id (not of the form 'org/name')"])
@@ -174,7 +178,10 @@ def from_pretrained(
     if num_classes is not None and num_classes != config.get("num_classes"):
         reset = getattr(model, "reset_classifier", None)
         if reset is None:
-            raise ZooError(f"{cls.__name__} has no classifier head to reset for num_classes=.")
+            raise ZooError(
+                f"{cls.__name__} has no classifier head to reset for num_classes={num_classes}; "
+                "load it without num_classes= (only classifiers can change their classes)."
+            )
         reset(num_classes)
         model.label_names = None  # the saved names are for the old classes
     return model.eval()
@@ -189,7 +196,8 @@ def load_pretrained_weights(model: nn.Module, ref: str | os.PathLike) -> None:
     if entry.name != config[ARCHITECTURE_KEY]:
         raise ZooError(
             f"pretrained={str(ref)!r} is a {config[ARCHITECTURE_KEY]!r} model; it cannot "
-            f"initialise a {entry.name!r} ({type(model).__name__})."
+            f"initialise a {entry.name!r} ({type(model).__name__}). Give pretrained= a "
+            f"{entry.name!r} model, or none to start from random weights."
         )
     state = read_weights(folder)
     head = entry.head

@@ -50,7 +50,10 @@ def _architecture_for(checkpoint: Mapping[str, Any], run_config: Mapping[str, An
         for entry in entries:
             if entry.class_path == class_path:
                 return entry
-        raise ZooError(f"the checkpoint's model {class_path!r} is not a zoo architecture.")
+        raise ZooError(
+            f"the checkpoint's model {class_path!r} is not a zoo architecture, so it cannot be "
+            "published; register the class with nodezoo.zoo.register(...) first."
+        )
     keys = {k for k in checkpoint.get("hyper_parameters") or {} if not k.startswith("_")}
     matches = [e for e in entries if keys <= set(_init_arg_names(e))]
     if len(matches) != 1:

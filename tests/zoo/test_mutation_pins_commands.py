@@ -139,7 +139,9 @@ def test_a_fact_without_key_or_value_is_a_usage_error(fact, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main_publish(["src.ckpt", "--out", str(tmp_path), "--fact", fact])
     assert exit_.value.code == 2
-    assert f"--fact takes KEY=VALUE, got {fact!r}" in capsys.readouterr().err
+    assert (
+        f"--fact takes KEY=VALUE (e.g. run/max_epochs=30), got {fact!r}" in capsys.readouterr().err
+    )
 
 
 def test_publish_needs_a_destination(capsys):

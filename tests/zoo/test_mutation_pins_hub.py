@@ -225,7 +225,8 @@ def test_a_repo_without_config_and_weights_is_not_a_model(snapshot):
             http_error(errors.RevisionNotFoundError, 404),
             {"revision": "v9"},
             HubAccessError,
-            "'acme/x' has no revision 'v9'.",
+            "'acme/x' has no revision 'v9'; give an existing branch, tag or commit, or no "
+            "revision for main.",
         ),
         (
             errors.LocalEntryNotFoundError("not cached"),

@@ -41,7 +41,8 @@ def test_refusing_another_architecture_names_the_reference_and_the_class(folders
     ref = str(folders / "forecaster")
     expected = (
         f"pretrained={ref!r} is a 'rnn-forecaster' model; it cannot initialise a "
-        "'image-classifier' (ImageClassifier)."
+        "'image-classifier' (ImageClassifier). Give pretrained= a 'image-classifier' model, or "
+        "none to start from random weights."
     )
     with pytest.raises(ZooError, match=re.escape(expected)):
         ImageClassifier(**ARGS, pretrained=ref)
