@@ -48,7 +48,9 @@ def test_last_stats_in_a_thread_that_has_not_solved_says_so():
     thread = threading.Thread(target=ask)
     thread.start()
     thread.join()
-    assert caught[0].startswith("No ODE solve has run in this thread yet: ")  # whole: test_messages
+    assert caught[0].startswith(
+        "No ODE solve has run in this thread yet: "
+    )  # whole: test_solver_messages
 
 
 @pytest.mark.parametrize("jumps", [[], [0.5], [0.3, 0.6]])

@@ -5,7 +5,7 @@ one-line CLI error and the JSON layouts (``nodezoo evaluate --json``, metrics.js
 ``--help`` texts are compared with files under ``tests/zoo/expected/``. After changing a help
 string on purpose, regenerate them and review the diff::
 
-    NODEZOO_UPDATE_EXPECTED=1 python -m pytest -q tests/zoo/test_messages.py -k help
+    NODEZOO_UPDATE_EXPECTED=1 python -m pytest -q tests/zoo/test_zoo_messages.py -k help
     git diff tests/zoo/expected/
 
 Error rows are plain strings here: update a row in the same commit as its message. Messages
