@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -544,6 +545,16 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+# argparse formats help differently across Python versions (3.13 changed how options with
+# values are listed): the expected files are 3.11's, the version CI runs
+ARGPARSE_3_11 = pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="tests/zoo/expected/ holds argparse's output on Python 3.11; on this version "
+    "regenerate it with NODEZOO_UPDATE_EXPECTED=1 to compare locally",
+)
+
+
+@ARGPARSE_3_11
 @pytest.mark.parametrize("verb", ["list", "evaluate", "publish"])
 def test_help(verb, capsys, monkeypatch):
     """The whole ``nodezoo VERB --help`` at 100 columns (argparse wraps to the terminal)."""
@@ -556,6 +567,7 @@ def test_help(verb, capsys, monkeypatch):
     assert out == path.read_text()
 
 
+@ARGPARSE_3_11
 def test_publish_without_a_destination_says_what_to_give(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
     code, out, err = run_cli(["publish", "x.ckpt"], capsys)
