@@ -34,6 +34,7 @@ from nodezoo.zoo.cards import (
         (7199, "120.0 min"),
         (7200, "2.00 h"),
         (9000, "2.50 h"),
+        (360_000, "100.00 h"),  # a 100-hour run: exact to the last digit shown
         ("30", "30.0 s"),  # a --fact value given as text
     ],
 )
