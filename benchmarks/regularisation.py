@@ -132,9 +132,18 @@ def setting_folder(runs: Path, name: str) -> Path:
 def run_fingerprint(args) -> dict:
     """What a setting's numbers depend on besides its regularisation: a run folder made with
     other values cannot be resumed or reused."""
-    keys = ("epochs", "max_steps", "train_size", "test_size", "seed", "threads", "width")
+    keys = (
+        "epochs",
+        "max_steps",
+        "train_size",
+        "test_size",
+        "val_size",
+        "seed",
+        "threads",
+        "width",
+    )
     recipe = hashlib.sha256(RECIPE.read_bytes()).hexdigest()[:12]
-    return {**{k: getattr(args, k) for k in keys}, "val_size": args.val_size, "recipe": recipe}
+    return {**{k: getattr(args, k) for k in keys}, "recipe": recipe}
 
 
 def run_or_resume(name: str, regularisation: dict | None, recipe: dict, args) -> dict:

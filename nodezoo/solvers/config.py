@@ -68,7 +68,7 @@ class SolverConfig:
         for name in ("rtol", "atol", "adjoint_rtol", "adjoint_atol"):
             value = getattr(self, name)
             if value is not None:
-                tolerances[name] = _tolerance_values(value)
+                tolerances[name] = tolerance_values(value)
                 if tolerances[name] is None:
                     problems.append(_bad_tolerance(name, value))
         for name in ("step_size", "first_step"):
@@ -151,7 +151,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and kind is not bool
 
 
-def _tolerance_values(value: Any) -> list[float] | None:
+def tolerance_values(value: Any) -> list[float] | None:
     """The tolerance's values (one, or one per tuple entry), or None when it is not a valid
     tolerance: non-negative numbers or a tensor of them."""
     if type(value) is float:  # the usual case, without the generic checks below

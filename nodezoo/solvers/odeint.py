@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .config import SolverConfig, _tolerance_values
+from .config import SolverConfig, tolerance_values
 from .errors import NonFiniteInitialState, SolverConfigError
 from .events import combined_event_fn, with_event_gradient
 from .gradients import AdjointSettings, AdjointSolve, CheckpointSolve, FlatProblem, tuple_norm
@@ -113,10 +113,7 @@ def _check_times(t: torch.Tensor, y: torch.Tensor) -> list[float]:
 def _tolerance(tol, parts: list[torch.Tensor], name: str):
     """A float, or a per-part tensor (torchdiffeq allows one per tuple entry). Any form
     ``SolverConfig`` accepts: Python and numpy numbers, 0-d arrays and tensors, sequences."""
-    if type(tol) is float:
-        values = [tol] if tol >= 0 else None
-    else:
-        values = _tolerance_values(tol)
+    values = tolerance_values(tol)
     if values is None:
         raise SolverConfigError(f"{name} must be non-negative, got {tol}.")
     if len(values) == 1:
