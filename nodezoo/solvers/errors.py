@@ -29,7 +29,22 @@ class NonFiniteState(SolverError):
 
 class NewtonFailed(SolverError):
     """Newton's iterations for an implicit step did not converge, even with a fresh Jacobian
-    and (for adaptive methods) smaller steps."""
+    and (for adaptive methods) smaller steps.
+
+    ``non_finite``: the iterates became NaN or infinite (the vector field returned such values
+    at the stages, or Newton diverged); an adaptive solve that fails this way at ever smaller
+    steps reports a ``NonFiniteState`` instead, as the explicit methods do."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        t: float | None = None,
+        step_size: float | None = None,
+        non_finite: bool = False,
+    ):
+        super().__init__(message, t=t, step_size=step_size)
+        self.non_finite = non_finite
 
 
 class SolverConfigError(ValueError):

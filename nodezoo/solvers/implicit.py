@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import MaxStepsExceeded, SolverConfigError, StepSizeUnderflow
+from .errors import MaxStepsExceeded, NonFiniteState, SolverConfigError, StepSizeUnderflow
 from .newton import (
     IterationMatrix,
     NewtonCounts,
@@ -389,25 +389,37 @@ class ImplicitRungeKutta:
                     # one ulp inside the step: f may jump at t (perturb, jump_t)
                     self.matrix.update_jacobian(f, t, y, toward=t + h)
                     self.stale, fresh = False, True
+                singular = False
                 try:
                     Z, converged, theta = self._attempt(f, t, h, y, f0, ends_on_jump, guess)
                 except torch.linalg.LinAlgError:  # a singular iteration matrix
-                    converged, theta = False, math.inf
+                    converged, theta, singular = False, math.inf, True
                 if converged:
                     self.stale = theta > self.refresh_rate
                     return Z
                 self.counts.newton_failures += 1
                 self.eta = 1.0
+                if not bool(torch.isfinite(f0).all()):  # no step size or Jacobian helps
+                    raise NonFiniteState(
+                        f"{self.tableau.name}: the vector field is NaN or infinite at the state "
+                        f"at t={t:.6g}. Check the vector field and its inputs, lower the "
+                        "learning rate, or use float64.",
+                        t=t,
+                        step_size=h,
+                    )
                 if fresh:  # a fresh Jacobian did not help: the step is too large
                     self.stale = True
                     break
+        non_finite = theta == math.inf and not singular
+        why = " (the iterates became NaN or infinite)" if non_finite else ""
         raise NewtonFailed(
             f"{self.tableau.name}: Newton's iterations did not converge at t={t:.6g} with step "
-            f"size {h:.3g}, even with a fresh Jacobian ({self.max_iters} iterations allowed). Use "
-            "a smaller step_size, raise options['max_iters'], or check the vector field for "
-            "NaN/discontinuities.",
+            f"size {h:.3g}, even with a fresh Jacobian ({self.max_iters} iterations allowed)"
+            f"{why}. Use a smaller step_size, raise options['max_iters'], or check the vector "
+            "field for NaN/discontinuities.",
             t=t,
             step_size=h,
+            non_finite=non_finite,
         )
 
     def _differentiable(self, f, t, h, y, f0, Z, ends_on_jump):
@@ -442,7 +454,7 @@ class ImplicitRungeKutta:
         with torch.no_grad():
             error = self._combine(self.e, self.e0, Z.detach(), h, f0.detach())
             if self.filter is not None:
-                error = self.filter.solve(h, error[None])[0]
+                error = self._filtered(h, error)
         return y1, torch.cat([torch.stack([y1, f0, f1, error]), Z])
 
     def refined_error(self, f, t, h, y, K):
@@ -450,7 +462,15 @@ class ImplicitRungeKutta:
         ``f(t, y + err)``: the first one can be far too large for very stiff components."""
         with torch.no_grad():
             raw = self.e @ K[4:].detach() + (h * self.e0) * f(t, y.detach() + K[3])
+            return self._filtered(h, raw)
+
+    def _filtered(self, h, raw):
+        """``(I - h g0 J)^-1 raw``, or ``raw`` itself where that matrix is singular (a step
+        size with h g0 = 1 / an eigenvalue of J: the stage matrix can still be regular)."""
+        try:
             return self.filter.solve(h, raw[None])[0]
+        except torch.linalg.LinAlgError:
+            return raw
 
     def _lagrange(self, theta: float) -> torch.Tensor:
         """Weights of the stage increments in the collocation polynomial at ``theta``."""
@@ -518,14 +538,16 @@ class ImplicitRungeKutta:
             iterations = self.counts.newton_iterations
             try:
                 y1, K = self.step(f, t, h_try, y, f0, grad, guess=guess)
-            except NewtonFailed:
+            except NewtonFailed as failure:
                 failures += 1
                 counts["rejected"] += 1
                 if failures > 10:
+                    if failure.non_finite:
+                        self._raise_non_finite(t, h_try, failure)
                     raise
                 h = h_try * 0.25
                 rejected = True
-                self._check_progress(t, h, steps, max_steps, t0, t_end)
+                self._check_progress(t, h, steps, max_steps, t0, t_end, failure)
                 continue
             failures = 0
             iterations = (self.counts.newton_iterations - iterations) / solves_per_step
@@ -565,7 +587,19 @@ class ImplicitRungeKutta:
             self._check_progress(t, h, steps, max_steps, t0, t_end)
         return outputs
 
-    def _check_progress(self, t, h, steps, max_steps, t0, t_end):
+    def _raise_non_finite(self, t, h, failure):
+        raise NonFiniteState(
+            f"{self.tableau.name}: the vector field returned NaN or infinite values in every "
+            f"try of the step from t={t:.6g}, down to step size {h:.3g}. The dynamics may blow "
+            "up there: check the vector field and its inputs, lower the learning rate, use "
+            "float64, or tighten the tolerances.",
+            t=t,
+            step_size=h,
+        ) from failure
+
+    def _check_progress(self, t, h, steps, max_steps, t0, t_end, failure=None):
+        """MaxStepsExceeded or StepSizeUnderflow; a NonFiniteState instead of the latter when
+        the step that shrank h failed on NaN or infinite values (``failure``)."""
         if steps >= max_steps:
             raise MaxStepsExceeded(
                 f"{self.tableau.name}: reached max_steps={max_steps} at t={t:.6g} of "
@@ -575,6 +609,8 @@ class ImplicitRungeKutta:
                 step_size=h,
             )
         if abs(h) <= 4 * math.ulp(max(abs(t), 1.0)):
+            if failure is not None and failure.non_finite:
+                self._raise_non_finite(t, h, failure)
             raise StepSizeUnderflow(
                 f"{self.tableau.name}: the step size underflowed to {h:.3g} at t={t:.6g}. "
                 "Check the vector field for NaN or a singularity, or loosen rtol/atol.",

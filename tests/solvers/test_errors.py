@@ -8,6 +8,7 @@ import torch
 import nodezoo
 from nodezoo.solvers import (
     MaxStepsExceeded,
+    NewtonFailed,
     NonFiniteState,
     SolverConfig,
     SolverConfigError,
@@ -341,10 +342,11 @@ def test_a_fixed_step_event_search_that_runs_out_says_where_it_stopped(direction
     assert (err.value.t, err.value.step_size) == (direction * 0.625, 0.125)
 
 
-@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "radau5", "kvaerno5"])
 def test_a_field_that_turns_nan_is_reported_where_it_does(method):
     """f is NaN from t = 0.5 on: the adaptive solve shrinks its step onto 0.5 and says so
-    (``NonFiniteState.t``), with the step size it had come down to."""
+    (``NonFiniteState.t``), with the step size it had come down to. The implicit methods
+    see it as Newton failures on NaN iterates (they raised StepSizeUnderflow)."""
     f = lambda t, y: y if t < 0.5 else y * float("nan")
     y0 = torch.ones(1, dtype=torch.float64)
     with pytest.raises(NonFiniteState) as err:
@@ -362,3 +364,47 @@ def test_a_fixed_step_blow_up_is_localised_to_the_output_times_around_it():
     with pytest.raises(NonFiniteState, match=r"between t=0.5 .* and t=0.75") as err:
         nodezoo.odeint(f, torch.ones(3), times, method="rk4", options={"step_size": 0.1})
     assert (err.value.t, err.value.step_size) == (0.75, 0.1)
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [("implicit_euler", {"step_size": 0.1}), ("gl4", {"step_size": 0.1}), ("radau5", {})],
+)
+def test_an_implicit_solve_of_a_nan_field_says_so_at_once(method, options):
+    """f is NaN at the initial state: no smaller step or fresh Jacobian can help, so the first
+    failed Newton solve raises NonFiniteState at t=0 (it was NewtonFailed for fixed steps,
+    and for radau5 StepSizeUnderflow after quartering the step to nothing)."""
+    f = lambda t, y: y * math.nan
+    with pytest.raises(
+        NonFiniteState, match="vector field is NaN or infinite at the state at t=0"
+    ) as err:
+        nodezoo.odeint(
+            f, torch.ones(2, dtype=torch.float64), T.double(), method=method, options=options
+        )
+    assert err.value.t == 0.0
+
+
+def test_a_fixed_implicit_step_into_a_nan_region_says_the_iterates_went_non_finite():
+    """f is finite at the step's start (t = 0.5) but NaN inside the step: a fixed step cannot
+    shrink, so it stays NewtonFailed, flagged and worded as NaN iterates."""
+    f = lambda t, y: torch.where(t > 0.5, torch.full_like(y, math.nan), -y)
+    with pytest.raises(
+        NewtonFailed, match=r"allowed\) \(the iterates became NaN or infinite\)"
+    ) as err:
+        nodezoo.odeint(f, torch.ones(1, dtype=torch.float64), T.double(), method="implicit_euler",
+                       options={"step_size": 0.25})  # fmt: skip
+    assert err.value.non_finite and err.value.t == 0.5
+
+
+@pytest.mark.parametrize("rate", [0.5, 1.0, 4.0])
+def test_radau5_survives_a_singular_error_filter(rate):
+    """radau5 filters its error estimate through (I - h g0 J)^-1. On y' = rate y from
+    first_step = 1 / (g0 rate) that matrix is exactly singular while the stage matrix is not:
+    the step uses the unfiltered estimate (it raised LinAlgError) and the solve is accurate."""
+    from nodezoo.solvers.implicit import _RADAU5_G0
+
+    h = 1 / (_RADAU5_G0 * rate)
+    y = nodezoo.odeint(lambda t, y: rate * y, torch.ones(1, dtype=torch.float64),
+                       torch.tensor([0.0, 3 * h], dtype=torch.float64), method="radau5",
+                       rtol=1e-6, atol=1e-6, options={"first_step": h})  # fmt: skip
+    assert y[-1].item() == pytest.approx(math.exp(3 * rate * h), rel=1e-6)

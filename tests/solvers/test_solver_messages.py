@@ -917,6 +917,43 @@ ROWS = [
         ),
     ),
     (
+        "implicit-non-finite",
+        lambda: odeint(nan_after_half, Y0, T, method="radau5", options={"first_step": 0.25}),
+        NonFiniteState,
+        (
+            "radau5: the vector field returned NaN or infinite values in every try of the "
+            "step from t=0.5, down to step size 6.89e-16. The dynamics may blow up there: "
+            "check the vector field and its inputs, lower the learning rate, use float64, or "
+            "tighten the tolerances."
+        ),
+    ),
+    (
+        "implicit-nan-field",
+        lambda: odeint(
+            lambda t, y: y * float("nan"),
+            Y0,
+            T,
+            method="implicit_euler",
+            options={"step_size": 0.25},
+        ),
+        NonFiniteState,
+        (
+            "implicit_euler: the vector field is NaN or infinite at the state at t=0. Check "
+            "the vector field and its inputs, lower the learning rate, or use float64."
+        ),
+    ),
+    (
+        "implicit-nan-iterates",
+        lambda: odeint(nan_after_half, Y0, T, method="implicit_euler", options={"step_size": 0.25}),
+        NewtonFailed,
+        (
+            "implicit_euler: Newton's iterations did not converge at t=0.5 with step size "
+            "0.25, even with a fresh Jacobian (100 iterations allowed) (the iterates became "
+            "NaN or infinite). Use a smaller step_size, raise options['max_iters'], or check "
+            "the vector field for NaN/discontinuities."
+        ),
+    ),
+    (
         "scipy-failed",
         lambda: odeint(
             jump_at_half,
