@@ -6,6 +6,7 @@ import torch
 
 from .config import SolverConfig
 from .errors import SolverConfigError
+from .options import options_dict
 from .stats import SolveStats
 
 
@@ -41,7 +42,7 @@ def solve_torchdiffeq(func, y0, t, config: SolverConfig, *, params, stats, optio
             "torchdiffeq has no checkpointed gradients; use gradient='backprop' or 'adjoint', "
             "or backend='native'."
         )
-    opts = dict(options or {})
+    opts = options_dict(options)
     if config.step_size is not None:
         opts.setdefault("step_size", config.step_size)
     if config.first_step is not None:

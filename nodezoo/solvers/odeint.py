@@ -18,7 +18,7 @@ from .errors import NonFiniteInitialState, SolverConfigError
 from .events import combined_event_fn, with_event_gradient
 from .gradients import AdjointSettings, AdjointSolve, CheckpointSolve, FlatProblem, tuple_norm
 from .methods import MethodSpec, get_method
-from .options import parse_options
+from .options import options_dict, parse_options
 from .rk import EventSearch, FlatField, StepHooks
 from .stats import SolveStats, _set_last
 from .step_control import mixed_norm, rms_norm, user_norm
@@ -281,7 +281,7 @@ def solve(
         defaults["step_size"] = config.step_size
     if config.first_step is not None and adaptive:
         defaults["first_step"] = config.first_step
-    user_options = dict(options or {})
+    user_options = options_dict(options)
     opts = parse_options(
         {**defaults, **user_options},
         method=config.method,

@@ -7,7 +7,7 @@ callables (``norm``, ``grid_constructor``) that ``odeint`` binds to the flattene
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,15 +69,25 @@ def _times(value, name: str) -> list[float]:
         ) from None
 
 
+def options_dict(options) -> dict:
+    """``options`` as a fresh dict: a mapping or None; anything else (a list of pairs, which
+    ``dict()`` would take) is refused."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise SolverConfigError(
+            f"options must be a dict (e.g. {{'step_size': 0.1}}), got {type(options).__name__}."
+        )
+    return dict(options)
+
+
 def parse_options(
     options: dict | None, *, method: str, adaptive: bool, family: str = "runge_kutta",
     event: bool = False,
 ) -> SolveOptions:  # fmt: skip
     """Check ``options`` for ``method`` of ``family`` (``adaptive``: it controls its step
     size; a fixed-step method, or one given ``step_size``, is not) and sort them."""
-    if not isinstance(options, (dict, type(None))):
-        raise SolverConfigError(f"options must be a dict, got {type(options).__name__}.")
-    raw = dict(options or {})
+    raw = options_dict(options)
     if raw.keys() <= _SIMPLE.keys() and family != "scipy":
         if raw.get("step_size") is not None and not raw["step_size"] > 0:
             raise SolverConfigError(f"step_size must be positive, got {raw['step_size']}.")

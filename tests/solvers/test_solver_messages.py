@@ -228,6 +228,18 @@ ROWS = [
         "A solver config must be a dict or SolverConfig, got str.",
     ),
     (
+        "options-pairs",
+        lambda: odeint(decay, Y0, T, method="rk4", options=[("step_size", 0.1)]),
+        SolverConfigError,
+        "options must be a dict (e.g. {'step_size': 0.1}), got list.",
+    ),
+    (
+        "solve-options-pairs",
+        lambda: solve(decay, Y0, T, {"method": "rk4"}, options=[("step_size", 0.1)]),
+        SolverConfigError,
+        "options must be a dict (e.g. {'step_size': 0.1}), got list.",
+    ),
+    (
         "config-unknown-key",
         lambda: SolverConfig.from_dict({"methd": "rk4", "rtol": -1}),
         SolverConfigError,
