@@ -12,7 +12,8 @@ steadier one). s/epoch is EXTRAPOLATED: median s/step x the recipe's 1719 steps 
 
 Contenders (``--models``): ``odenet`` (this checkout's field), ``odenet-legacy`` (the field as
 it was before issue 13, from ``_legacy_field.py``, same weights), ``odenet-torchdiffeq`` (the
-same model solved by torchdiffeq), ``resnet``.
+same model solved by torchdiffeq), ``odenet-backprop`` and ``odenet-checkpoint`` (the recipe's
+model with the other gradient modes), ``resnet``.
 
     nice python benchmarks/classifier_epoch.py --steps 20
     nice python benchmarks/classifier_epoch.py --models odenet odenet-legacy resnet --steps 20
@@ -42,6 +43,9 @@ MODELS = {
     "odenet": dict(backbone="odenet"),
     "odenet-legacy": dict(backbone="odenet"),
     "odenet-torchdiffeq": dict(backbone="odenet", solver={"backend": "torchdiffeq"}),
+    # the recipe's solver with the other two gradient modes (same weights as "odenet")
+    "odenet-backprop": dict(backbone="odenet", solver={"gradient": "backprop"}),
+    "odenet-checkpoint": dict(backbone="odenet", solver={"gradient": "checkpoint"}),
     "resnet": dict(backbone="resnet", depth=6),
 }
 
