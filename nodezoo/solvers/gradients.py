@@ -7,12 +7,14 @@ output times are added outside, in ``odeint``, for all three modes alike.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from .errors import SolverError
 from .rk import FlatField, PlainFlatField, RungeKutta, StepRecord, integrate
 from .stats import SolveStats
 from .step_control import Norm, StepController
@@ -132,11 +134,14 @@ class AdjointSolve(torch.autograd.Function):
         with torch.no_grad():
             for i in range(len(problem.times) - 1, 0, -1):
                 z = torch.cat([ys[i], a, a_params])
-                z = integrate(
-                    field_aug, z, [problem.times[i], problem.times[i - 1]], adj.rk,
-                    rtol=adj.rtol, atol=adj.atol, norm=norm, controller=adj.controller,
-                    counts=counts, **adj.options,
-                )[-1]  # fmt: skip
+                span = [problem.times[i], problem.times[i - 1]]
+                try:
+                    z = integrate(
+                        field_aug, z, span, adj.rk, rtol=adj.rtol, atol=adj.atol, norm=norm,
+                        controller=adj.controller, counts=counts, **adj.options,
+                    )[-1]  # fmt: skip
+                except SolverError as err:
+                    raise _in_backward_solve(err, *span) from err
                 a = z[n : 2 * n] + grad_ys[i - 1]
                 a_params = z[2 * n :]
         problem.stats.nfe_backward += field.nfe - nfe0
@@ -145,6 +150,20 @@ class AdjointSolve(torch.autograd.Function):
         grads = iter(a_params.split(sizes))
         param_grads = [next(grads).view_as(p) if p.requires_grad else None for p in params]
         return (None, None, None, a, *param_grads)
+
+
+def _in_backward_solve(err: SolverError, t_from: float, t_to: float) -> SolverError:
+    """``err`` (same class, ``t`` and ``step_size``) with a message that says it happened in
+    the adjoint's backward solve and names the usual cause and the way around it."""
+    failed = copy.copy(err)
+    failed.args = (
+        f"In the adjoint's backward solve (from t={t_from:.6g} back to t={t_to:.6g}): {err} "
+        "The adjoint method recovers the state by solving the ODE backwards in time, which "
+        "blows up where the forward dynamics contract fast (stiff or strongly damped): use "
+        "gradient='checkpoint' for exact gradients without that reconstruction (or backprop: "
+        "odeint instead of odeint_adjoint).",
+    )
+    return failed
 
 
 def tuple_norm(norm_fn: Callable, n: int, trainable, y_view: Callable) -> Norm:

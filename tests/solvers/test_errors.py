@@ -408,3 +408,37 @@ def test_radau5_survives_a_singular_error_filter(rate):
                        torch.tensor([0.0, 3 * h], dtype=torch.float64), method="radau5",
                        rtol=1e-6, atol=1e-6, options={"first_step": h})  # fmt: skip
     assert y[-1].item() == pytest.approx(math.exp(3 * rate * h), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "method, rate, dtype", [("dopri5", 200.0, torch.float32), ("radau5", 1000.0, torch.float64)]
+)
+def test_a_backward_solve_that_blows_up_says_it_is_the_adjoints(method, rate, dtype):
+    """y' = -k (y - cos t) contracts fast; the adjoint solves it backwards from t = 1, where it
+    grows like exp(k t) until it overflows (float32 with k = 200; radau5 in float64 at k = 1000).
+    The error keeps its class, t and step size, and says where it happened and what to use;
+    checkpointed gradients of the same solve match backprop's."""
+    from nodezoo.solvers import solve
+
+    k = torch.tensor([rate], dtype=dtype, requires_grad=True)
+    f = lambda t, y: -k * (y - torch.cos(t))
+    times = torch.tensor([0.0, 1.0], dtype=dtype)
+    config = {"method": method, "rtol": 1e-3, "atol": 1e-6}
+    y = solve(f, torch.ones(1, dtype=dtype), times, {**config, "gradient": "adjoint"}, params=[k])
+    with pytest.raises(NonFiniteState) as err:
+        y[-1].sum().backward()
+    message = str(err.value)
+    assert message.startswith("In the adjoint's backward solve (from t=1 back to t=0): ")
+    assert "use gradient='checkpoint'" in message
+    assert 0 < err.value.t < 1 and err.value.step_size < 0  # backwards in time
+    assert isinstance(err.value.__cause__, NonFiniteState)
+    grads = []
+    for gradient in ("checkpoint", "backprop"):
+        k.grad = None
+        y = solve(
+            f, torch.ones(1, dtype=dtype), times, {**config, "gradient": gradient}, params=[k]
+        )
+        y[-1].sum().backward()
+        grads.append(k.grad.clone())
+    assert torch.isfinite(grads[0]).all()
+    torch.testing.assert_close(grads[0], grads[1])

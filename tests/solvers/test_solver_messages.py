@@ -53,6 +53,19 @@ def jump_at_half(t, y):
     return torch.where(t < 0.5, 0.0, 1e30) * torch.ones_like(y)
 
 
+def adjoint_of_fast_contraction():
+    """y' = -200 (y - cos t) in float32: the adjoint's backward reconstruction overflows."""
+    k = torch.tensor([200.0], requires_grad=True)
+    y = solve(
+        lambda t, y: -k * (y - torch.cos(t)),
+        torch.ones(1),
+        torch.tensor([0.0, 1.0]),
+        {"rtol": 1e-3, "atol": 1e-6, "gradient": "adjoint"},
+        params=[k],
+    )
+    y[-1].sum().backward()
+
+
 class Decay(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -926,6 +939,21 @@ ROWS = [
         (
             "radau5: the step size underflowed to 6.72e-16 at t=0.5. Check the vector field "
             "for NaN or a singularity, or loosen rtol/atol."
+        ),
+    ),
+    (
+        "adjoint-backward-non-finite",
+        adjoint_of_fast_contraction,
+        NonFiniteState,
+        (
+            "In the adjoint's backward solve (from t=1 back to t=0): The ODE state became NaN "
+            "or infinite near t=0.535139 (step size -3.68e-16). The dynamics may blow up "
+            "there: check the vector field and its inputs, lower the learning rate, use "
+            "float64, or tighten the tolerances. The adjoint method recovers the state by "
+            "solving the ODE backwards in time, which blows up where the forward dynamics "
+            "contract fast (stiff or strongly damped): use gradient='checkpoint' for exact "
+            "gradients without that reconstruction (or backprop: odeint instead of "
+            "odeint_adjoint)."
         ),
     ),
     (
