@@ -87,3 +87,36 @@ def test_a_resume_state_of_other_settings_is_not_used(cnf_bench, tmp_path, capsy
     cnf_bench.torch.save(state, tmp_path / ".cnf_t_checkerboard.resume.pt")
     cnf_bench.main([*TINY, "--results-dir", str(tmp_path)])  # its lr is 1e-3
     assert "has other settings: starting afresh" in capsys.readouterr().err
+
+
+def test_nodezoo_compare_tabulates_a_benchmark_result(cnf_bench, tmp_path):
+    """The benchmark's JSON is a ``nodezoo compare`` input: a row per model and data set with
+    its NLL, parameters, NFE and epoch time, as the JSON has them."""
+    import csv
+
+    from nodezoo.reports.commands import main_compare
+
+    cnf_bench.main([*TINY, "--results-dir", str(tmp_path)])
+    result = json.loads((tmp_path / "cnf_t.json").read_text())["datasets"][0]["rows"]
+    out = tmp_path / "compare"
+    argv = [str(tmp_path / "cnf_t.json"), "--out", str(out), "--no-tolerance-sweep"]
+    assert main_compare(argv) == 0
+    rows = {r["name"]: r for r in csv.DictReader((out / "table.csv").open())}
+    assert sorted(rows) == ["nodezoo-cnf [checkerboard]", "nodezoo-cnf-ckpt [checkerboard]"]
+    for model, expected in result.items():
+        row = rows[f"{model} [checkerboard]"]
+        assert float(row["test_nll"]) == expected["test_nll"]
+        assert int(row["params"]) == expected["params"]
+        assert float(row["nfe_forward"]) == expected["nfe_forward"]
+        assert float(row["time_per_epoch_s"]) == expected["epoch_wall_s"]
+        assert (row["model"], row["epochs"], row["source"]) == (model, "2", "benchmark")
+    assert "| nodezoo-cnf [checkerboard] | nodezoo-cnf |" in (out / "table.md").read_text()
+
+
+def test_a_json_that_is_not_a_benchmark_result_is_a_clear_error(tmp_path):
+    from nodezoo.reports.sources import ReportError, load_records
+
+    other = tmp_path / "metrics.json"
+    other.write_text('{"test/acc": 0.9}')
+    with pytest.raises(ReportError, match=r"is not a benchmarks/cnf.py result .*KeyError"):
+        load_records([str(other)])

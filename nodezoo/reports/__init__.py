@@ -8,7 +8,14 @@ kind of output.
 
 from __future__ import annotations
 
-from .sources import ReportError, RunRecord, load_record, load_records, read_wandb_run
+from .sources import (
+    ReportError,
+    RunRecord,
+    load_record,
+    load_records,
+    read_benchmark,
+    read_wandb_run,
+)
 from .table import table_rows, write_table
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "RunRecord",
     "load_record",
     "load_records",
+    "read_benchmark",
     "read_wandb_run",
     "table_rows",
     "write_table",

@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         help="run directories (with summary.json), Lightning checkpoints (*.ckpt), zoo names or "
-        "folders, W&B run directories (wandb/offline-run-*)",
+        "folders, W&B run directories (wandb/offline-run-*), benchmarks/cnf.py results "
+        "(cnf_<tag>.json: a row per flow)",
     )
     parser.add_argument("--out", required=True, type=Path, help="folder for the outputs")
     parser.add_argument(

@@ -143,12 +143,19 @@ def tolerance_sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
     stay apart."""
     fig = Figure(figsize=(10, 4.4))
     ax_nfe, ax_acc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    # classifiers: accuracy; density models (CNFs), which have none: test NLL
+    classifiers = any(r.get("test/acc") is not None for r in rows)
+    quality, quality_label, unit = (
+        ("test/acc", "test accuracy", "images")
+        if classifiers
+        else ("test/nll", "test NLL (nats, lower is better)", "points")
+    )
     names = list(dict.fromkeys(r["name"] for r in rows))
     for index, name in enumerate(names):
         mine = sorted((r for r in rows if r["name"] == name), key=lambda r: r["tolerance"])
         tol = [r["tolerance"] * _nudge(index, len(names)) for r in mine]
         samples = mine[0].get("test/samples")
-        label = f"{name} ({samples:,} images)" if samples else name
+        label = f"{name} ({samples:,} {unit})" if samples else name
         style = {
             "linestyle": LINESTYLES[index % len(LINESTYLES)],
             "marker": MARKERS[index % len(MARKERS)],
@@ -157,17 +164,19 @@ def tolerance_sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
             "label": label,
         }
         ax_nfe.plot(tol, [r["test/nfe_forward"] for r in mine], **style)
-        ax_acc.plot(tol, [r["test/acc"] for r in mine], **style)
+        values = [r.get(quality) for r in mine]
+        if all(v is not None for v in values):  # a classifier among CNFs has no NLL, ...
+            ax_acc.plot(tol, values, **style)
     apart = f"models offset {NUDGE_DECADES:g} decade apart in x, so equal lines stay visible"
     note = apart if len(names) > 1 else None
-    for ax, ylabel in ((ax_nfe, "NFE per forward pass"), (ax_acc, "test accuracy")):
+    for ax, ylabel in ((ax_nfe, "NFE per forward pass"), (ax_acc, quality_label)):
         ax.set_xscale("log")
         ax.invert_xaxis()  # tighter tolerance to the right
         ax.set(xlabel="rtol = atol", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", title=note, title_fontsize="x-small")
     ax_nfe.set_title("Cost vs tolerance (Fig. 3a)")
-    ax_acc.set_title("Accuracy vs tolerance (Fig. 3b)")
+    ax_acc.set_title(f"{'Accuracy' if classifiers else 'NLL'} vs tolerance (Fig. 3b)")
     fig.suptitle(f"Test-time tolerance sweep on {_test_set_label(rows)}", fontsize="medium")
     return fig
 

@@ -2,8 +2,10 @@
 
 ``nodezoo compare`` accepts run directories (``summary.json`` written by
 ``nodezoo.callbacks.RunSummary``), Lightning checkpoints (the summary of their run directory),
-zoo names or folders (``metrics.json``) and offline W&B run directories. W&B's binary ``.wandb``
-logs are read back with W&B's own tool, ``wandb leet inspect --json``, never parsed here.
+zoo names or folders (``metrics.json``), offline W&B run directories, and the JSON results of
+``benchmarks/cnf.py`` (one record per model and data set: the CNF baselines next to the zoo's
+CNFs). W&B's binary ``.wandb`` logs are read back with W&B's own tool, ``wandb leet inspect
+--json``, never parsed here.
 """
 
 from __future__ import annotations
@@ -35,10 +37,21 @@ __all__ = [
     "RunRecord",
     "load_record",
     "load_records",
+    "read_benchmark",
     "read_wandb_run",
 ]
 
 WANDB_LOG_GLOB = "run-*.wandb"
+# benchmarks/cnf.py's row fields -> the scalar names runs and zoo folders use
+BENCHMARK_FIELDS = {
+    "test_nll": "test/nll",
+    "bits_per_dim": "test/bits_per_dim",
+    "params": MODEL_PARAMS,
+    "epoch_wall_s": "time/epoch_s",
+    "nfe_forward": "nfe/forward",
+    "nfe_backward": "nfe/backward",
+    "peak_memory_bytes": "memory/peak_step_bytes",
+}
 WANDB_TIMEOUT_S = 120
 # W&B history keys that differ from the summary's names (Lightning's per-epoch suffix).
 EPOCH_SUFFIX = "_epoch"
@@ -56,7 +69,7 @@ class RunRecord:
 
     name: str
     source: Path
-    kind: str  # "run" | "checkpoint" | "zoo" | "wandb"
+    kind: str  # "run" | "checkpoint" | "zoo" | "wandb" | "benchmark"
     scalars: dict[str, Any]
     history: dict[str, list] = field(default_factory=dict)
     checkpoint: Path | None = None
@@ -160,12 +173,45 @@ def read_wandb_run(folder: str | os.PathLike) -> RunRecord:
     return RunRecord(str(name), folder, "wandb", scalars, history)
 
 
+def read_benchmark(path: str | os.PathLike) -> list[RunRecord]:
+    """The rows of a ``benchmarks/cnf.py`` result (``cnf_<tag>.json``): one record per model
+    and data set, named ``<model> [<data set>]`` (``zuko-nsf [digits]``). Its times are those
+    of the benchmark's interleaved epochs, its memory the peak allocated during one training
+    step (``memory/peak_step_bytes``)."""
+    path = Path(path)
+    try:
+        result = json.loads(path.read_text())
+        datasets = result["datasets"]
+        steps, per_epoch = result["args"]["steps"], result["args"]["steps_per_epoch"]
+        rows = [(d["dataset"], model, row) for d in datasets for model, row in d["rows"].items()]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ReportError(
+            f"{path} is not a benchmarks/cnf.py result (cnf_<tag>.json with 'args' and "
+            f"'datasets'): {type(err).__name__}: {err}."
+        ) from None
+    epochs = steps // per_epoch if steps % per_epoch == 0 else steps / per_epoch
+    records = []
+    for dataset, model, row in rows:
+        scalars = {key: row[field] for field, key in BENCHMARK_FIELDS.items() if field in row}
+        scalars.update({RUN_MODEL: model, "run/epochs": epochs})
+        records.append(RunRecord(f"{model} [{dataset}]", path, "benchmark", scalars))
+    return records
+
+
 def load_record(ref: str | os.PathLike) -> RunRecord:
     """A run directory, checkpoint, zoo folder, W&B run directory or shipped zoo name."""
     path = Path(ref)
     if path.is_file():
+        if path.suffix == ".json":
+            raise ReportError(
+                f"{path} is a benchmark result with a row per model: read it with "
+                "read_benchmark (nodezoo compare takes it as it is)."
+            )
         if path.suffix != CHECKPOINT_SUFFIX:
-            raise ReportError(f"{path} is a file but not a Lightning checkpoint (*.ckpt).")
+            raise ReportError(
+                f"{path} is a file but not a Lightning checkpoint (*.ckpt) or a "
+                "benchmarks/cnf.py result (*.json)."
+            )
         return _checkpoint_record(path)
     if path.is_dir():
         if (path / SUMMARY_NAME).is_file():
@@ -186,8 +232,14 @@ def load_record(ref: str | os.PathLike) -> RunRecord:
 
 
 def load_records(refs: list[str]) -> list[RunRecord]:
-    """Each reference's record; repeated names get ``#2``, ``#3`` so rows stay distinct."""
-    records = [load_record(ref) for ref in refs]
+    """Each reference's record (a benchmark result's, one per row); repeated names get
+    ``#2``, ``#3`` so rows stay distinct."""
+    records = []
+    for ref in refs:
+        if Path(ref).is_file() and Path(ref).suffix == ".json":
+            records += read_benchmark(ref)
+        else:
+            records.append(load_record(ref))
     seen: dict[str, int] = {}
     for record in records:
         seen[record.name] = seen.get(record.name, 0) + 1

@@ -46,7 +46,7 @@ __all__ = [
 
 GRADIENTS = ("backprop", "adjoint", "checkpoint")
 DEPTH_BACKBONES = ("resnet", "revnet")
-SWEEP_METRICS = ("test/acc", "test/nfe_forward", "test/loss", "test/samples")
+SWEEP_METRICS = ("test/acc", "test/nll", "test/nfe_forward", "test/loss", "test/samples")
 # The model class of a checkpoint whose run recorded none (runs made with a plain Trainer).
 DEFAULT_MODEL_CLASS = "nodezoo.models.classifier.ImageClassifier"
 

@@ -37,15 +37,23 @@ def _test_error_pct(record: RunRecord) -> float | None:
     return None if acc is None else 100.0 * (1.0 - acc)
 
 
+def _peak(record: RunRecord) -> tuple[float, str] | None:
+    """(MiB, kind) of the best peak-memory figure the record has."""
+    for key, kind in (("memory/peak_cuda_mb", "cuda"), ("memory/peak_rss_mb", "rss")):
+        if record.get(key) is not None:
+            return record.get(key), kind
+    step = record.get("memory/peak_step_bytes")
+    return None if step is None else (step / 2**20, "step")
+
+
 def _peak_memory(record: RunRecord) -> float | None:
-    cuda = record.get("memory/peak_cuda_mb")
-    return cuda if cuda is not None else record.get("memory/peak_rss_mb")
+    peak = _peak(record)
+    return None if peak is None else peak[0]
 
 
 def _peak_kind(record: RunRecord) -> str | None:
-    if record.get("memory/peak_cuda_mb") is not None:
-        return "cuda"
-    return "rss" if record.get("memory/peak_rss_mb") is not None else None
+    peak = _peak(record)
+    return None if peak is None else peak[1]
 
 
 def _fixed(digits: int) -> Callable[[Any], str]:
@@ -66,6 +74,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("test_error_pct", "Test error (%)", _test_error_pct, _fixed(2)),
     Column("test_acc", "Test acc.", _key("test/acc"), _fixed(4)),
     Column("test_rmse", "Test RMSE", _key("test/rmse"), _general),
+    Column("test_nll", "Test NLL (nats)", _key("test/nll"), _fixed(4)),
+    Column("test_bits_per_dim", "Bits/dim", _key("test/bits_per_dim"), _fixed(4)),
     Column("params", "Params", _key("model/params"), _params),
     Column(
         "saved_for_backward_mb",
@@ -108,7 +118,13 @@ def _markdown(records: Sequence[RunRecord], columns: list[Column]) -> str:
     notes = (
         "Activation memory: bytes autograd saves for backward in one training step "
         "(`memory/saved_for_backward_mb`). Peak memory: `rss` is the whole process's peak RSS "
-        "(CPU), `cuda` the allocator's peak. NFE: mean per training batch in the last epoch."
+        "(CPU), `cuda` the allocator's peak"
+        + (
+            ", `step` the peak PyTorch allocated during one training step (benchmarks/cnf.py)"
+            if any(_peak_kind(r) == "step" for r in records)
+            else ""
+        )
+        + ". NFE: mean per training batch in the last epoch."
     )
     return "\n".join(lines) + "\n\n" + notes + "\n"
 

@@ -353,3 +353,21 @@ def test_tolerance_sweep_plot_keeps_coinciding_lines_apart_and_names_its_data():
     assert "first 2 test batches only" in partial.texts[0].get_text()
     (line,) = partial.axes[0].get_lines()  # a single series is drawn where it is
     assert list(line.get_xdata()) == [1e-3, 1e-2, 1e-1]
+
+
+def test_tolerance_sweep_plot_of_density_models_shows_nll():
+    """Rows without accuracy (CNFs) draw test NLL in the right panel, in points, not images."""
+    from nodezoo.reports.plots import tolerance_sweep_figure
+
+    rows = [
+        {"name": "cnf", "tolerance": tol, "test/acc": None, "test/nll": nll,
+         "test/nfe_forward": 20.0, "test/samples": 300, "test_batches": "all"}
+        for tol, nll in ((1e-1, 3.9), (1e-3, 3.7))
+    ]  # fmt: skip
+    fig = tolerance_sweep_figure(rows)
+    quality = fig.axes[1]
+    (line,) = quality.get_lines()
+    assert list(line.get_ydata()) == [3.7, 3.9]  # sorted by tolerance
+    assert quality.get_ylabel() == "test NLL (nats, lower is better)"
+    assert quality.get_title() == "NLL vs tolerance (Fig. 3b)"
+    assert [t.get_text() for t in quality.get_legend().get_texts()] == ["cnf (300 points)"]

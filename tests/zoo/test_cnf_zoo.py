@@ -147,3 +147,23 @@ def test_digits_cnf_leads_with_bits_per_dim_and_reseeds_only_the_noise(tmp_path)
     card = (folder / "README.md").read_text()
     assert "Headline: Test bits per dimension = " in card and "lower is better" in card
     assert not (folder / PICTURE_NAME).exists()  # save_pretrained draws no picture
+
+
+def test_compare_shows_a_cnf_folders_nll_and_sweeps_it(published, tmp_path):
+    """``nodezoo compare`` on a CNF zoo folder: the card's test NLL in the table, and a test-time
+    tolerance sweep in NLL (no accuracy): at the trained tolerance it is evaluate's number."""
+    import csv
+
+    from nodezoo.reports.commands import main_compare
+
+    folder, _ = published
+    out = tmp_path / "compare"
+    assert main_compare([str(folder), "--out", str(out), "--tolerances", "1e-3", "1e-7"]) == 0
+    (row,) = csv.DictReader((out / "table.csv").open())
+    metrics = read_metrics(folder)
+    assert float(row["test_nll"]) == metrics["test/nll"] and "test_acc" not in row
+    sweep = {float(r["tolerance"]): r for r in csv.DictReader((out / "tolerance_sweep.csv").open())}
+    assert float(sweep[1e-3]["test/nll"]) == pytest.approx(metrics["test/nll"], rel=1e-6)
+    assert sweep[1e-3]["test/acc"] == "" and sweep[1e-7]["test/nll"] != sweep[1e-3]["test/nll"]
+    assert float(sweep[1e-7]["test/nfe_forward"]) > float(sweep[1e-3]["test/nfe_forward"])
+    assert (out / "tolerance_sweep.png").stat().st_size > 0
