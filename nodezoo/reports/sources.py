@@ -42,6 +42,9 @@ __all__ = [
 ]
 
 WANDB_LOG_GLOB = "run-*.wandb"
+WANDB_TIMEOUT_S = 120
+# W&B history keys that differ from the summary's names (Lightning's per-epoch suffix).
+EPOCH_SUFFIX = "_epoch"
 # benchmarks/cnf.py's row fields -> the scalar names runs and zoo folders use
 BENCHMARK_FIELDS = {
     "test_nll": "test/nll",
@@ -52,9 +55,6 @@ BENCHMARK_FIELDS = {
     "nfe_backward": "nfe/backward",
     "peak_memory_bytes": "memory/peak_step_bytes",
 }
-WANDB_TIMEOUT_S = 120
-# W&B history keys that differ from the summary's names (Lightning's per-epoch suffix).
-EPOCH_SUFFIX = "_epoch"
 
 
 class ReportError(NodezooError, ValueError):
