@@ -23,8 +23,12 @@ def test_shipped_cnf_reproduces_its_card(name):
         pytest.importorskip("sklearn")
     folder = zoo_root() / name
     shipped = read_metrics(folder)
-    torch.set_num_threads(2)
-    fresh = evaluate(folder)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # these small fields: 2.3 s for 10,000 points, 10x more with 2
+    try:
+        fresh = evaluate(folder)
+    finally:
+        torch.set_num_threads(threads)
     assert fresh["model/params"] == shipped["model/params"]
     assert fresh["test/samples"] == shipped["test/samples"]
     assert fresh["test/seed"] == shipped["test/seed"]
