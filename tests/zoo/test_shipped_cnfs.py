@@ -24,7 +24,7 @@ def test_shipped_cnf_reproduces_its_card(name):
     folder = zoo_root() / name
     shipped = read_metrics(folder)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # these small fields: 2.3 s for 10,000 points, 10x more with 2
+    torch.set_num_threads(1)  # small fields: 2.0 s for 10,000 points here, 5.0 s with 2 threads
     try:
         fresh = evaluate(folder)
     finally:
