@@ -449,7 +449,7 @@ def _combine(y: torch.Tensor, KT: torch.Tensor, w: torch.Tensor, h: float) -> to
     return torch.add(y, torch.mv(KT, w), alpha=h)
 
 
-def _direction_sorted(values, t0: float, t1: float, direction: float) -> list[float]:
+def direction_sorted(values, t0: float, t1: float, direction: float) -> list[float]:
     inside = [float(v) for v in values if (v - t0) * direction > 0 and (t1 - v) * direction >= 0]
     return sorted(set(inside), key=lambda v: v * direction)
 
@@ -522,15 +522,11 @@ def integrate(
     rk = rk.claim()
     try:
         if rk.adaptive and step_size is None and hasattr(rk, "integrate_adaptive"):
-            if event is not None or step_t or jump_t or grid is not None:
-                raise SolverConfigError(
-                    "Adaptive implicit methods take no event_fn, step_t, jump_t or grid yet; "
-                    "use a fixed-step implicit method (with step_size) for those."
-                )
             rk.integrate_adaptive(
                 f, y0, times, outputs, direction, rtol=rtol, atol=atol, norm=norm,
                 first_step=first_step, max_steps=max_steps, min_step=min_step,
-                max_step=max_step, controller=controller or StepController(), hooks=hooks,
+                max_step=max_step, step_t=step_t, jump_t=jump_t,
+                controller=controller or StepController(), hooks=hooks, event=event,
                 record=record, dense=dense, counts=counts, grad=grad,
             )  # fmt: skip
         elif rk.adaptive and step_size is None:
@@ -573,7 +569,7 @@ def _fixed_grid(times, y0, direction, step_size, max_steps, step_t, jump_t, grid
                 step_size=step_size,
             )
         stops += [t0 + direction * k * step_size for k in range(1, n)]
-    points = _direction_sorted(stops, t0, t_end, direction)
+    points = direction_sorted(stops, t0, t_end, direction)
     # Drop grid points closer than a tiny fraction of a step to an output time.
     tol = 1e-9 * max(abs(t_end - t0), 1e-30)
     merged: list[float] = []
@@ -770,9 +766,9 @@ def _integrate_adaptive(
     t0, t_end = float(times[0]), float(times[-1])
     n_out = len(times)
     if event is None:
-        stops = _direction_sorted([*step_t, *jump_t, t_end], t0, t_end, direction)
+        stops = direction_sorted([*step_t, *jump_t, t_end], t0, t_end, direction)
     else:  # run until the event: no end time
-        stops = _direction_sorted([*step_t, *jump_t], t0, direction * math.inf, direction)
+        stops = direction_sorted([*step_t, *jump_t], t0, direction * math.inf, direction)
         stops.append(direction * math.inf)
     jumps = set(float(v) for v in jump_t)
     homogeneous = getattr(norm, "homogeneous", False)
@@ -827,7 +823,7 @@ def _integrate_adaptive(
                 dense.append((t, h_try, y, K.clone()))
             if event is not None:
                 if event.crossed(t_new, y1):
-                    outputs.append(_interpolate_event(rk, event, t, h_try, y, K, y1, record))
+                    outputs.append(interpolate_event(rk, event, t, h_try, y, K, y1, record))
                     break
             else:
                 while out_i < n_out and (times[out_i] - t_new) * direction <= 0:
@@ -883,7 +879,7 @@ def _integrate_adaptive(
     return outputs
 
 
-def _interpolate_event(rk, event, t, h, y, K, y1, record):
+def interpolate_event(rk, event, t, h, y, K, y1, record):
     """The state at the event inside the accepted step [t, t + h], from the dense output."""
     with torch.no_grad():
         yd, Kd = y.detach(), K.detach()

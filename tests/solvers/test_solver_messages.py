@@ -801,15 +801,6 @@ ROWS = [
         ),
     ),
     (
-        "implicit-adaptive-stops",
-        lambda: odeint(decay, Y0, T, method="radau5", options={"step_t": [0.5]}),
-        SolverConfigError,
-        (
-            "Adaptive implicit methods take no event_fn, step_t, jump_t or grid yet; use a "
-            "fixed-step implicit method (with step_size) for those."
-        ),
-    ),
-    (
         "newton-failed",
         lambda: solve(
             lambda t, y: y**2,
