@@ -154,3 +154,34 @@ def test_the_adjoint_crosses_the_jump_backwards_too(method):
                   params=[k], options={"jump_t": [0.5]})  # fmt: skip
         (grads[gradient],) = torch.autograd.grad(y[1:].sum(), k)
     torch.testing.assert_close(grads["adjoint"], grads["backprop"], rtol=1e-7, atol=0)
+
+
+class Calls(torch.nn.Module):
+    """``rhs`` as a field that records each call's time and whether autograd tracks ``y`` (a
+    Jacobian evaluation) or not (a stage or f0)."""
+
+    def __init__(self, rhs):
+        super().__init__()
+        self.rhs, self.calls = rhs, []
+
+    def forward(self, t, y):
+        self.calls.append((t.item(), y.requires_grad))
+        return self.rhs(t, y)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_past_a_jump_f0_and_the_jacobian_are_taken_on_the_far_side(method):
+    """y' = -a(t) y with a = 1 up to t = 1/2 and 1000 after: the step from the jump starts
+    from f on the far side (a call at the next float above 1/2 without grad) and a fresh
+    Jacobian there (one with grad) before any stage past the jump is evaluated (with the old
+    side's Jacobian, -1 instead of -1000, Newton would first fail); y(1) = exp(-1/2 - 500)."""
+    f = Calls(lambda t, y: -torch.where(t > 0.5, 1000.0, 1.0) * y)
+    y = nodezoo.odeint(f, torch.ones(1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64),
+                       method=method, rtol=1e-8, atol=1e-300,
+                       options={"jump_t": [0.5]})  # fmt: skip
+    far = math.nextafter(0.5, 1.0)
+    assert (far, False) in f.calls
+    assert all(t != 0.5 for t, _ in f.calls)  # each side from its own side, nothing on it
+    first_past = next(i for i, (t, _) in enumerate(f.calls) if t > far)
+    assert f.calls.index((far, True)) < first_past
+    assert y[-1].item() == pytest.approx(math.exp(-0.5 - 500), rel=1e-5)
