@@ -14,6 +14,9 @@
 3. A batch of van der Pol problems with different mu: nodezoo solving them as one batched
    state (block-diagonal Jacobians, batched LU: options["block_size"] = 2) against a loop of
    scipy calls.
+4. Events: the time van der Pol's first component first crosses 0 (mid-jump, where it moves
+   fastest), found by nodezoo's event_fn and by scipy's terminal events, against scipy Radau
+   at rtol = atol = 1e-12.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from nodezoo.solvers.stiff_problems import hires, robertson, van_der_pol
 
 F64 = torch.float64
 NODEZOO_METHODS = ("radau5", "kvaerno5")
-PARTS = ("single", "sweep", "batch")
+PARTS = ("single", "sweep", "batch", "events")
 
 
 def stiff_linear():
@@ -142,12 +145,51 @@ def batch(n: int, t_end: float, rtol: float):
     print(f"| scipy Radau, loop of {n} calls | {t_scipy:.2f} | 1.0x | | | | |")
 
 
+def events(mu: float, rtols) -> None:
+    """Part 4: first zero of y1 for van der Pol (it starts at 2)."""
+    f = van_der_pol(mu)
+    y0 = torch.tensor([2.0, 0.0], dtype=F64)
+
+    def crossing(t, y):
+        return y[0]
+
+    crossing.terminal, crossing.direction = True, -1
+
+    def scipy_event(rtol, method):
+        start = time.perf_counter()
+        sol = solve_ivp(numpy_rhs(f), (0.0, 10.0), y0.numpy(), method=method, rtol=rtol,
+                        atol=rtol, events=crossing)  # fmt: skip
+        return float(sol.t_events[0][0]), sol.nfev, sol.njev, time.perf_counter() - start
+
+    reference = scipy_event(1e-12, "Radau")[0]
+    print(f"\nEvent: first zero of y1, van der Pol mu={mu:g} from (2, 0); reference time "
+          f"{reference:.12f} (scipy Radau, rtol = atol = 1e-12)")  # fmt: skip
+    print("| solver | rtol | event time error | NFE | Jacobians | time (s) |")
+    print("|---|---|---|---|---|---|")
+    for rtol in rtols:
+        for method in NODEZOO_METHODS:
+            stats = SolveStats()
+            start = time.perf_counter()
+            with torch.no_grad():
+                t_event, _ = solve(f, y0, torch.tensor([0.0, 10.0], dtype=F64),
+                                   {"method": method, "rtol": rtol, "atol": rtol}, stats=stats,
+                                   event_fn=lambda t, y: y[0])  # fmt: skip
+            elapsed = time.perf_counter() - start
+            print(f"| nodezoo {method} | {rtol:g} | {abs(float(t_event) - reference):.2e} | "
+                  f"{stats.nfe} | {stats.jacobian_evaluations} | {elapsed:.2f} |")  # fmt: skip
+        for method in ("Radau", "BDF"):
+            t_event, nfe, njev, elapsed = scipy_event(rtol, method)
+            print(f"| scipy {method} | {rtol:g} | {abs(t_event - reference):.2e} | {nfe} | "
+                  f"{njev} | {elapsed:.2f} |")  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--batch", type=int, default=None, help="batch size (default 256; 32 quick)")
     p.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS,
-                   help="single: one tolerance each; sweep: work-precision; batch")  # fmt: skip
+                   help="single: one tolerance each; sweep: work-precision; batch; "
+                   "events: event times")  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(1)
     cases = problems(args.quick)
@@ -163,6 +205,8 @@ def main() -> None:
         single_problems(cases, references, rtols=[1e-4, 1e-6, 1e-8, 1e-10])
     if "batch" in args.parts:
         batch(args.batch or (32 if args.quick else 256), 0.2 if args.quick else 1.0, 1e-6)
+    if "events" in args.parts:
+        events(100.0 if args.quick else 1000.0, [1e-4, 1e-6, 1e-8])
 
 
 if __name__ == "__main__":

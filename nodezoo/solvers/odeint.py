@@ -205,14 +205,13 @@ def _hooks(func, field: FlatField, *, suffix: str, spec: MethodSpec, adaptive: b
     return StepHooks(*(bind(name) for name in _CALLBACKS))
 
 
-def _event_search(event_fn, field: FlatField, t0: float, y0: torch.Tensor, atol, interp):
+def _event_search(event_fn, field: FlatField, t0: float, y0: torch.Tensor, interp):
     g = combined_event_fn(event_fn, field, t0, y0)
-    tol = float(atol.min()) if isinstance(atol, torch.Tensor) else float(atol)
 
     def value(t: float, y: torch.Tensor) -> float:
         return float(g(field.time(t), y))
 
-    return g, EventSearch(value, tol=max(tol, 0.0), interp=interp or "linear")
+    return g, EventSearch(value, interp=interp or "linear")
 
 
 def solve(
@@ -309,7 +308,7 @@ def solve(
         loop["grid"] = _bind_grid(opts.grid_constructor, func, field)
     event = g = None
     if event_fn is not None:
-        g, event = _event_search(event_fn, field, times[0], y0_flat.detach(), atol, opts.interp)
+        g, event = _event_search(event_fn, field, times[0], y0_flat.detach(), opts.interp)
         loop["event"] = event
     problem = FlatProblem(
         field=field,

@@ -193,14 +193,14 @@ class EventSearch:
 
     ``fn(t: float, y_flat) -> float`` is positive at the start (``odeint`` combines a
     multi-output event function into one). After each step the solver asks ``crossed``; the
-    root is then bracketed in that step and bisected on its interpolant down to ``tol`` in
-    time. ``interp`` (``linear`` or ``cubic``) is the interpolant that fixed-step methods use
-    to bracket; adaptive methods use their dense output. ``time`` holds the event time found.
+    root is then bracketed in that step and found on its interpolant to the resolution of the
+    time (``locate``). ``interp`` (``linear`` or ``cubic``) is the interpolant that fixed-step
+    methods use to bracket; adaptive methods use their dense output. ``time`` holds the event
+    time found.
     """
 
-    def __init__(self, fn: Callable[[float, torch.Tensor], float], tol: float, interp: str):
+    def __init__(self, fn: Callable[[float, torch.Tensor], float], interp: str):
         self.fn = fn
-        self.tol = tol
         self.interp = interp
         self.time: float | None = None
 
@@ -210,18 +210,36 @@ class EventSearch:
 
     def locate(self, t: float, h: float, y_at: Callable[[float], torch.Tensor]) -> float:
         """The fraction theta of the step [t, t + h] where the event happens (the root lies
-        in (0, 1]); ``y_at(theta)`` interpolates the state."""
-        lo, hi = 0.0, 1.0
+        in (0, 1]); ``y_at(theta)`` interpolates the state.
+
+        Regula falsi with the Illinois modification on the bracket, a bisection whenever an
+        iteration fails to halve it, down to a few ulps of t: the root of the interpolant,
+        so the event time is as accurate as the dense output (torchdiffeq bisects only to
+        atol in time: scipy Radau's event times were 1000x closer than nodezoo's then)."""
+        resolution = 4 * math.ulp(max(abs(t), abs(t + h)))
         with torch.no_grad():
-            for _ in range(64):
-                if (hi - lo) * abs(h) <= self.tol:
+            lo, hi = 0.0, 1.0
+            g_lo, g_hi = self.fn(t, y_at(0.0)), self.fn(t + h, y_at(1.0))
+            side, bisect = 0, False
+            for _ in range(200):
+                width = hi - lo
+                if width * abs(h) <= resolution:
                     break
-                mid = 0.5 * (lo + hi)
-                if self.fn(t + mid * h, y_at(mid)) > 0.0:
-                    lo = mid
-                else:
-                    hi = mid
-        return 0.5 * (lo + hi)
+                step = g_hi * width / (g_hi - g_lo) if g_hi != g_lo else math.nan
+                theta = 0.5 * (lo + hi) if bisect or not (0 < step < width) else hi - step
+                g = self.fn(t + theta * h, y_at(theta))
+                if g > 0.0:
+                    lo, g_lo = theta, g
+                    if side == -1:  # the same end kept twice: halve its value (Illinois)
+                        g_hi *= 0.5
+                    side = -1
+                else:  # crossed (NaN included, as in ``crossed``)
+                    hi, g_hi = theta, g
+                    if side == 1:
+                        g_lo *= 0.5
+                    side = 1
+                bisect = hi - lo > 0.5 * width
+        return hi
 
 
 class _StageBuffer:

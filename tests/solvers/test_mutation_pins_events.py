@@ -138,20 +138,26 @@ def test_event_function_of_time_only():
     assert float(dy_dy0) == pytest.approx(math.exp(-0.7), abs=1e-8)
 
 
-def test_event_time_tolerance_is_the_smallest_atol():
-    """Per-part atol (a tuple state): the event time is found to the smallest of them."""
+def test_the_event_time_does_not_depend_on_atol():
+    """y' = 1 from 0 reaches 0.3 at t = 0.3 (dopri5 is exact here): the event time is the
+    root of the dense output to a few ulps, with a loose per-part atol (a tuple state) as
+    with a tight one (it was found only to the smallest atol, torchdiffeq's rule)."""
     y0 = (torch.zeros(1, **F64), torch.ones(1, **F64))
-    t_event, _ = nodezoo.odeint(
-        lambda t, y: (torch.ones_like(y[0]), torch.zeros_like(y[1])), y0,
-        torch.tensor([0.0, 1.0], **F64), event_fn=lambda t, y: y[0].sum() - 0.3,
-        rtol=1e-10, atol=[1e-12, 1e-2],
-    )  # fmt: skip
-    assert float(t_event) == pytest.approx(0.3, abs=1e-11)
+    for atol in ([1e-12, 1e-2], 1e-2):
+        t_event, _ = nodezoo.odeint(
+            lambda t, y: (torch.ones_like(y[0]), torch.zeros_like(y[1])), y0,
+            torch.tensor([0.0, 1.0], **F64), event_fn=lambda t, y: y[0].sum() - 0.3,
+            rtol=1e-10, atol=atol,
+        )  # fmt: skip
+        assert float(t_event) == pytest.approx(0.3, abs=4 * math.ulp(1.0))
 
 
-def test_bisection_stops_within_the_time_tolerance():
-    """One rk4 step of 4 across the event of y = t at 1.3: the bracket is halved until it is
-    within atol = 1e-3 in time, so ceil(log2(4 / 1e-3)) = 12 halvings, 10 more for 1e-6."""
+def test_a_linear_event_is_found_in_one_secant_step():
+    """One rk4 step of 4 across the event of y = t at 1.3, whatever atol: the regula falsi's
+    first secant on the (exact) linear interpolant lands on the root (to an ulp). Calls of
+    event_fn: two at the start (the signs of its outputs; whether it is zero there), one after
+    the step (crossed), the bracket's two ends, the secant point, then four while the
+    bracket's other end closes in (a bisection, as the secant had not halved it, and more)."""
 
     def run(atol):
         calls = []
@@ -165,10 +171,13 @@ def test_bisection_stops_within_the_time_tolerance():
             torch.tensor([0.0, 1.0], **F64), method="rk4", event_fn=event_fn, atol=atol,
             options={"step_size": 4.0},
         )  # fmt: skip
-        assert abs(float(t_event) - 1.3) <= atol / 2
-        return len(calls)
+        assert float(t_event) == pytest.approx(1.3, abs=4 * math.ulp(1.3))
+        return calls
 
-    assert run(1e-6) - run(1e-3) == 10
+    calls = run(1e-3)
+    assert calls == run(1e-9)
+    assert calls[:5] == [0.0, 0.0, 4.0, 0.0, 4.0] and len(calls) == 10
+    assert calls[5] == pytest.approx(1.3, abs=math.ulp(1.3))
 
 
 def test_event_fn_must_return_a_tensor():
