@@ -14,7 +14,9 @@ solution needs no further evaluation of f: ``y1 = y + d·Z + h (b_0 - d·a_0) f0
 Adaptive tableaus (``kvaerno5``, ``radau5``) carry an error estimate and run in this
 module's own step loop (``integrate_adaptive``): Gustafsson's predictive controller, the LU
 factors kept while the step size changes little, and for ``radau5`` Hairer & Wanner's RADAU5
-recipe (filtered error estimate, collocation dense output and Newton predictor).
+recipe (filtered error estimate, collocation dense output and Newton predictor). It honours
+the explicit loop's stop times (``step_t``), jumps (``jump_t``: f, its Jacobian and the
+predictor restart on the far side) and events (located on the dense output).
 
 Gradients (backprop, and the checkpoint mode's replay) go through the converged solution, not
 through the iterations: ``Z`` is found without a graph, then one Newton step with the exact
