@@ -11,11 +11,13 @@
 # Budget: the recipe's (2-D: max_steps 5000 of batch 500; digits: max_epochs 300 of batch 200),
 # or STEPS (2-D) / EPOCHS (digits) to shorten it; a shortened card says so ("Shortened run"). The
 # baselines get the same number of Adam steps of the same batch. A run that stops is resumed from
-# its last.ckpt when the script is started again; runs live in one folder per budget (the cosine
-# schedule spans the whole run, so a finished short run is never extended or published as a
-# longer one). Test metrics are measured by publish with the code of `nodezoo evaluate`: 2-D, a
-# fresh sample of 10,000 points from the data module's test seed (seed + 2); digits, the 397 test
-# images with the dequantisation noise of seed 0. HARDWARE is written on the cards.
+# its last.ckpt when the script is started again; runs live in one folder per budget, and in it
+# one per model and recipe content (<data>_<hash of the recipe's parsed settings>), so a
+# finished short run is never extended or published as a longer one, and a run of an earlier
+# recipe is never resumed or published as the current one. Test metrics are measured by
+# publish with the code of `nodezoo evaluate`: 2-D, a fresh sample of 10,000 points from the data
+# module's test seed (seed + 2); digits, the 397 test images with the dequantisation noise of
+# seed 0. HARDWARE is written on the cards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,7 +47,8 @@ mkdir -p "$REPORT"
 for model in $MODELS; do
     recipe="recipes/density/cnf_$model.yaml"
     name="cnf-${model//_/-}"
-    dir="$RUNS/$model"
+    dir="$RUNS/${model}_$(python -c 'import hashlib, json, sys, yaml
+print(hashlib.sha256(json.dumps(yaml.safe_load(open(sys.argv[1])), sort_keys=True).encode()).hexdigest()[:8])' "$recipe")"
     budget=()
     facts=()
     batch=$(recipe_value "$recipe" data init_args batch_size)
