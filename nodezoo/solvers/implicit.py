@@ -42,7 +42,7 @@ from .newton import (
     stage_matrix,
     to_blocks,
 )
-from .rk import StepRecord, direction_sorted, interpolate_event
+from .rk import StepRecord, adaptive_stops, interpolate_event
 from .step_control import float_norm, initial_step_size
 
 
@@ -520,12 +520,7 @@ class ImplicitRungeKutta:
         (Hairer & Wanner IV.8)."""
         tab = self.tableau
         t0, t_end = float(times[0]), float(times[-1])
-        if event is None:
-            stops = direction_sorted([*step_t, *jump_t, t_end], t0, t_end, direction)
-        else:  # run until the event: no end time
-            stops = direction_sorted([*step_t, *jump_t], t0, direction * math.inf, direction)
-            stops.append(direction * math.inf)
-        jumps = set(float(v) for v in jump_t)
+        stops, jumps = adaptive_stops(step_t, jump_t, t0, t_end, direction, event is not None)
         norm = float_norm(norm)
         f0 = f(t0, y0)
         if first_step is None:

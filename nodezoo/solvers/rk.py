@@ -467,6 +467,18 @@ def _combine(y: torch.Tensor, KT: torch.Tensor, w: torch.Tensor, h: float) -> to
     return torch.add(y, torch.mv(KT, w), alpha=h)
 
 
+def adaptive_stops(step_t, jump_t, t0, t_end, direction, event: bool):
+    """(stops, jumps) of an adaptive solve: the times its steps must end on, in the direction
+    of integration (the end time last, or +-inf for an event solve, which has none), and the
+    set of those that are jumps of f."""
+    if not event:
+        stops = direction_sorted([*step_t, *jump_t, t_end], t0, t_end, direction)
+    else:
+        stops = direction_sorted([*step_t, *jump_t], t0, direction * math.inf, direction)
+        stops.append(direction * math.inf)
+    return stops, set(float(v) for v in jump_t)
+
+
 def direction_sorted(values, t0: float, t1: float, direction: float) -> list[float]:
     inside = [float(v) for v in values if (v - t0) * direction > 0 and (t1 - v) * direction >= 0]
     return sorted(set(inside), key=lambda v: v * direction)
@@ -783,12 +795,7 @@ def _integrate_adaptive(
     tab = rk.tableau
     t0, t_end = float(times[0]), float(times[-1])
     n_out = len(times)
-    if event is None:
-        stops = direction_sorted([*step_t, *jump_t, t_end], t0, t_end, direction)
-    else:  # run until the event: no end time
-        stops = direction_sorted([*step_t, *jump_t], t0, direction * math.inf, direction)
-        stops.append(direction * math.inf)
-    jumps = set(float(v) for v in jump_t)
+    stops, jumps = adaptive_stops(step_t, jump_t, t0, t_end, direction, event is not None)
     homogeneous = getattr(norm, "homogeneous", False)
     norm = float_norm(norm)
     clamp = min_step > 0.0 or max_step < math.inf
