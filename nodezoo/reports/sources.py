@@ -198,11 +198,15 @@ def read_benchmark(path: str | os.PathLike) -> list[RunRecord]:
     return records
 
 
+def _is_benchmark(path: Path) -> bool:
+    return path.suffix == ".json" and path.is_file()
+
+
 def load_record(ref: str | os.PathLike) -> RunRecord:
     """A run directory, checkpoint, zoo folder, W&B run directory or shipped zoo name."""
     path = Path(ref)
     if path.is_file():
-        if path.suffix == ".json":
+        if _is_benchmark(path):
             raise ReportError(
                 f"{path} is a benchmark result with a row per model: read it with "
                 "read_benchmark (nodezoo compare takes it as it is)."
@@ -236,10 +240,7 @@ def load_records(refs: list[str]) -> list[RunRecord]:
     ``#2``, ``#3`` so rows stay distinct."""
     records = []
     for ref in refs:
-        if Path(ref).is_file() and Path(ref).suffix == ".json":
-            records += read_benchmark(ref)
-        else:
-            records.append(load_record(ref))
+        records += read_benchmark(ref) if _is_benchmark(Path(ref)) else [load_record(ref)]
     seen: dict[str, int] = {}
     for record in records:
         seen[record.name] = seen.get(record.name, 0) + 1
