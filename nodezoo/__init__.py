@@ -18,6 +18,7 @@ from .solvers import (
     odeint_dense,
     odeint_event,
     solve,
+    solve_independent,
 )
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "odeint_dense",
     "odeint_event",
     "solve",
+    "solve_independent",
 ]
 
 # Attributes loaded on first access, so the solver-only use stays light: name -> module.

@@ -6,7 +6,8 @@ checkpointing. Pure torch: no Lightning, no Hub (scipy only for ``scipy_solver``
 
 ``odeint``/``odeint_adjoint``/``odeint_event``/``odeint_dense`` match torchdiffeq's API, so
 ``import nodezoo as torchdiffeq`` works (its test suite passes, implicit methods included);
-``solve(func, y0, t, SolverConfig(...))`` is the config-driven entry point models use.
+``solve(func, y0, t, SolverConfig(...))`` is the config-driven entry point models use;
+``solve_independent`` solves each sample of a batch with its own times and steps.
 """
 
 from .config import SolverConfig
@@ -20,6 +21,7 @@ from .errors import (
     SolverError,
     StepSizeUnderflow,
 )
+from .independent import solve_independent
 from .methods import MethodSpec, get_method, method_names
 from .odeint import odeint, odeint_adjoint, odeint_event, solve
 from .stats import SolveStats, last_stats
@@ -49,4 +51,5 @@ __all__ = [
     "odeint_dense",
     "odeint_event",
     "solve",
+    "solve_independent",
 ]

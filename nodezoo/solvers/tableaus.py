@@ -60,13 +60,15 @@ class ButcherTableau:
         The interpolant through y0, y1, f0 = k_0, f1 = k_last (and y_mid when the method
         has it) is linear in the stages, so every output costs one matrix-vector product.
         """
-        if not self.has_dense_output:
-            raise ValueError(f"{self.name} has no dense output; outputs must lie on its step grid")
-        poly = self._dense_polynomials()
+        poly = self.dense_polynomials()
         powers = theta ** np.arange(poly.shape[1])
         return poly @ powers
 
-    def _dense_polynomials(self) -> np.ndarray:
+    def dense_polynomials(self) -> np.ndarray:
+        """Matrix P (stages x degree + 1) with ``dense_weights(theta) = P @ theta**arange``
+        (for weights at many thetas at once)."""
+        if not self.has_dense_output:
+            raise ValueError(f"{self.name} has no dense output; outputs must lie on its step grid")
         dense = self._dense
         if dense is None:
             dense = _dense_output_polynomials(self)

@@ -1,0 +1,428 @@
+"""Independent solves: every sample of a batch with its own times, step sizes and error control.
+
+``solve`` integrates a batch as one ODE: one step size for all samples, chosen from the error
+norm of the whole batch. A sample's result then depends on what else is in its batch: a hard
+sample forces small steps on all, and the RMS over the batch lets a few samples' errors hide
+behind the others' (``benchmarks/independent.py`` measures both). ``solve_independent`` gives
+each sample ``b`` its own output times ``t[b]``, its own step size and its own accept/reject
+decision from its own error norm, so each sample gets what it would get solved alone (the steps
+``solve`` takes on that sample alone: the tests check it), as torchode's "parallel" solving
+does. Each function evaluation still covers the whole batch (a finished sample, or one whose
+step was rejected, is evaluated in place and masked out), so a solve costs as many evaluations
+as its hardest sample needs.
+
+Why our own loop rather than running ``solve`` per sample: one batched evaluation per stage for
+all samples, which is what makes a neural vector field fast; and why not torchode: this one
+uses nodezoo's tableaus, dense output, first-step rule and errors, so ``SolverConfig``,
+``SolveStats`` and the failure messages mean the same as in ``solve``.
+
+Scope: explicit Runge–Kutta methods, adaptive (outputs from their dense output) or fixed-step
+(``step_size``, stepping exactly onto every output time, as ``solve``); gradients by backprop
+through the steps. ``gradient='adjoint'``/``'checkpoint'`` and the implicit, Adams and scipy
+methods are refused with an error that says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from .config import SolverConfig
+from .errors import MaxStepsExceeded, NonFiniteState, SolverConfigError, StepSizeUnderflow
+from .methods import get_method
+from .odeint import _check_state, _default_params, _time_dtype, _tolerance
+from .stats import SolveStats, _set_last
+from .tableaus import ButcherTableau, get_tableau
+
+__all__ = ["solve_independent"]
+
+# torchdiffeq's I-controller, as ``StepController()``'s defaults
+_SAFETY, _IFACTOR, _DFACTOR = 0.9, 10.0, 0.2
+
+
+def solve_independent(
+    func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    y0: torch.Tensor,
+    t: torch.Tensor,
+    config: SolverConfig | dict | None = None,
+    *,
+    stats: SolveStats | None = None,
+) -> torch.Tensor:
+    """Solve ``dy_b/dt = func(t, y)_b`` for every sample ``b`` of the batch ``y0`` on its own.
+
+    ``y0``: ``(batch, *shape)``. ``t``: ``(batch, n_t)``, each row strictly monotone (rows may
+    run in different directions), or ``(n_t,)`` shared by all samples. ``func(t, y)`` receives
+    ``t`` of shape ``(batch,)`` (each sample's own time, in the state's dtype) and ``y`` of
+    shape ``(batch, *shape)``, and returns ``dy/dt`` of ``y``'s shape; row ``b`` of its output
+    must depend on row ``b`` of ``y`` only (no batch norm across samples).
+
+    Returns ``(n_t, batch, *shape)``: ``out[i, b]`` is sample ``b`` at ``t[b, i]``, the layout
+    of ``solve``. ``config`` as ``solve``'s (``method``, ``rtol``, ``atol``, ``step_size``,
+    ``first_step``, ``max_steps``; without one, dopri5 at 1e-3 with backprop). ``stats``: NFE
+    (whole-batch evaluations) and per-sample accepted and rejected steps, summed over samples.
+
+    A step that is rejected for one sample is still part of the autograd graph with a zero
+    gradient; if ``func`` overflows to inf or NaN there, its backward can turn that zero into
+    NaN, as with any masked computation. Keep the field finite (or use ``solve`` per sample).
+    """
+    config = SolverConfig(gradient="backprop") if config is None else SolverConfig.from_dict(config)
+    if stats is None:
+        stats = SolveStats()
+    _set_last(stats)
+    if isinstance(y0, (tuple, list)):
+        raise SolverConfigError(
+            "solve_independent takes y0 as one tensor of shape (batch, ...); concatenate the "
+            "parts of a tuple state along their last dimension."
+        )
+    _check_state(y0)
+    if y0.dim() == 0 or y0.shape[0] == 0:
+        raise SolverConfigError(
+            f"y0 must have a batch dimension first, shape (batch, ...); got {tuple(y0.shape)}."
+        )
+    times = _batch_times(t, y0)
+    _check_method(config)
+    if config.gradient != "backprop" and torch.is_grad_enabled():
+        needs_graph = y0.requires_grad or any(p.requires_grad for p in _default_params(func))
+        if needs_graph:
+            raise SolverConfigError(
+                f"solve_independent differentiates by backprop only; got gradient="
+                f"{config.gradient!r}. Use SolverConfig(gradient='backprop'), or solve(...) "
+                "for adjoint or checkpoint gradients (one time grid and step for the batch)."
+            )
+    tab = get_tableau(config.method)
+    field = _BatchField(func, y0, stats)
+    y = y0.reshape(y0.shape[0], -1)
+    rtol = _tolerance(config.rtol, [y0], "rtol")
+    atol = _tolerance(config.atol, [y0], "atol")
+    if tab.adaptive and config.step_size is None:
+        pieces = _adaptive(field, y, times, tab, rtol, atol, config, stats)
+    else:
+        pieces = _fixed(field, y, times, tab, config, stats)
+    rows, cols, values = (torch.cat(parts) for parts in zip(*pieces, strict=True))
+    out = y.new_zeros(times.shape[1], *y.shape).index_put((cols, rows), values)
+    return out.view(times.shape[1], *y0.shape)
+
+
+def _batch_times(t, y0: torch.Tensor) -> torch.Tensor:
+    """``t`` as a float64 ``(batch, n_t)`` tensor on y0's device, each row checked."""
+    if not isinstance(t, torch.Tensor):
+        t = torch.as_tensor(t, dtype=torch.float64)
+    batch = y0.shape[0]
+    if not t.is_floating_point():
+        raise SolverConfigError(f"t has dtype {t.dtype}; use floating-point times (t.float()).")
+    if t.device != y0.device:
+        raise SolverConfigError(
+            f"t is on {t.device} but y0 is on {y0.device}; put both on the same device."
+        )
+    if t.requires_grad and torch.is_grad_enabled():
+        raise SolverConfigError(
+            "solve_independent has no gradients with respect to t; detach t (t.detach()), or "
+            "use solve(...) with one shared time grid, which differentiates t."
+        )
+    if t.dim() == 1:
+        t = t.expand(batch, -1)
+    if t.dim() != 2 or t.shape[0] != batch or t.shape[1] == 0:
+        raise SolverConfigError(
+            f"t must be (batch, n_t) = ({batch}, n_t) with n_t >= 1, or (n_t,) shared by all "
+            f"samples; got shape {tuple(t.shape)} for y0 of shape {tuple(y0.shape)}."
+        )
+    t = t.detach().to(torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        bad = torch.nonzero(~torch.isfinite(t).all(1)).flatten().tolist()
+        raise SolverConfigError(f"t has NaN or infinite values in rows {_rows(bad)}.")
+    if t.shape[1] > 1:
+        d = t.diff(dim=1)
+        monotone = (d > 0).all(1) | (d < 0).all(1)
+        if not bool(monotone.all()):
+            bad = torch.nonzero(~monotone).flatten().tolist()
+            raise SolverConfigError(
+                f"Each row of t must be strictly increasing or strictly decreasing (no "
+                f"repeats); not so in rows {_rows(bad)}. Sort each sample's times first."
+            )
+    return t
+
+
+def _check_method(config: SolverConfig) -> None:
+    spec = get_method(config.method)
+    if spec.family != "runge_kutta":
+        raise SolverConfigError(
+            f"solve_independent runs explicit Runge–Kutta methods (dopri5, tsit5, bosh3, "
+            f"rk4, ...); {config.method!r} is a {spec.family} method. Use solve(...) for it."
+        )
+    if config.backend != "native":
+        raise SolverConfigError(
+            f"solve_independent has no {config.backend!r} backend; use backend='native'."
+        )
+
+
+def _rows(indices: list[int]) -> str:
+    shown = ", ".join(map(str, indices[:8]))
+    return f"{shown} (and {len(indices) - 8} more)" if len(indices) > 8 else shown
+
+
+class _BatchField:
+    """``func`` on flat ``(batch, n)`` states, with the time cast to the state's dtype, its
+    output shape checked once, and every evaluation counted."""
+
+    def __init__(self, func, y0: torch.Tensor, stats: SolveStats):
+        self.func, self.shape, self.stats = func, y0.shape, stats
+        self.time_dtype = _time_dtype(y0)
+        self.checked = False
+
+    def __call__(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.stats.nfe_forward += 1
+        out = self.func(t.to(self.time_dtype), y.view(self.shape))
+        if not self.checked:
+            if not isinstance(out, torch.Tensor) or out.shape != self.shape:
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise SolverConfigError(
+                    f"func must return dy/dt of y's shape {tuple(self.shape)}; it returned {got}."
+                )
+            if out.dtype != y.dtype:
+                raise SolverConfigError(
+                    f"func returned {out.dtype} for a {y.dtype} state; return the state's dtype."
+                )
+            self.checked = True
+        return out.reshape(y.shape)
+
+
+def _combination(weights, ks: list[torch.Tensor]) -> torch.Tensor:
+    """``sum_j w_j k_j`` over the non-zero weights (Python floats: no coefficient tensors)."""
+    total = None
+    for w, k in zip(weights, ks):
+        if w == 0.0:
+            continue
+        total = k * w if total is None else torch.add(total, k, alpha=w)
+    return total if total is not None else torch.zeros_like(ks[0])
+
+
+def _stages(field, tab: ButcherTableau, t, h, y, k0, n_stages: int | None = None):
+    """One step of size ``h`` (a ``(batch,)`` float64 tensor, 0 for samples standing still)
+    from ``(t, y)``; returns the solution and the stages."""
+    hs = h.to(y.dtype).unsqueeze(1)
+    ks = [k0]
+    yi = y
+    for i, row in enumerate(tab.a[: (n_stages or tab.stages) - 1], 1):
+        yi = torch.addcmul(y, hs, _combination(row, ks))
+        ks.append(field(t + tab.c[i] * h, yi))
+    if not tab.fsal:
+        yi = torch.addcmul(y, hs, _combination(tab.b, ks))
+    return yi, ks
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(x, dim=1) / math.sqrt(max(x.shape[1], 1))
+
+
+def _first_step(field, t0, y0, f0, order: int, rtol, atol, direction):
+    """Hairer, Nørsett & Wanner's starting step (``step_control.initial_step_size``), per sample."""
+    with torch.no_grad():
+        scale = y0.abs() * rtol + atol
+        d0 = _rms(y0 / scale).double()
+        d1 = _rms(f0 / scale).double()
+        h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1)
+        y_euler = torch.addcmul(y0, (direction * h0).to(y0.dtype).unsqueeze(1), f0)
+        f1 = field(t0 + direction * h0, y_euler)
+        d2 = _rms((f1 - f0) / scale).double() / h0
+        largest = torch.maximum(d1, d2)
+        h1 = torch.where(
+            largest <= 1e-15,
+            torch.clamp(h0 * 1e-3, min=1e-6),
+            (0.01 / largest) ** (1.0 / (order + 1)),
+        )
+        h = direction * torch.minimum(100 * h0, h1)
+        return torch.where(torch.isfinite(d1) & torch.isfinite(d2), h, direction * 1e-6)
+
+
+def _error_ratio(tab, ks, y, y1, h, rtol, atol) -> torch.Tensor:
+    """Each sample's RMS error over its tolerance scale; <= 1 accepts. As ``rk._ErrorRatio``:
+    scale ``atol/rtol + max(|y0|, |y1|)``, then ``/ rtol``, when rtol > 0."""
+    with torch.no_grad():
+        err = _combination(tab.b_error, [k.detach() for k in ks])
+        y_abs = torch.maximum(y.detach().abs(), y1.detach().abs())
+        if rtol > 0:
+            ratio = _rms(err / (y_abs + atol / rtol)).double() / rtol
+        else:
+            ratio = _rms(err / (y_abs * rtol + atol)).double()
+        return ratio * h.abs()
+
+
+def _step_factor(ratio: torch.Tensor, accepted: torch.Tensor, order: int) -> torch.Tensor:
+    """The I-controller's factor per sample (``_ControllerState`` with ``pcoeff=0``)."""
+    factor = _SAFETY * ratio ** (-1.0 / order)
+    grow = torch.where(ratio == 0, _IFACTOR, factor.clamp(1.0, _IFACTOR))
+    shrink = torch.where(torch.isfinite(ratio), factor.clamp(_DFACTOR, 1.0), _DFACTOR)
+    return torch.where(accepted, grow, shrink)
+
+
+def _dense_polynomials(tab: ButcherTableau, like: torch.Tensor) -> torch.Tensor:
+    """``(stages, degree + 1)``: the dense weights are ``P @ theta**arange`` (tableaus.py)."""
+    return torch.as_tensor(tab.dense_polynomials(), dtype=like.dtype, device=like.device)
+
+
+def _adaptive(field, y0, times, tab, rtol, atol, config, stats):
+    batch = y0.shape[0]
+    n_t = times.shape[1]
+    t0, t_end = times[:, 0], times[:, -1]
+    direction = torch.where(t_end >= t0, 1.0, -1.0).to(times)
+    pieces = [(torch.arange(batch, device=y0.device), torch.zeros_like(t0, dtype=torch.long), y0)]
+    index = torch.ones(batch, dtype=torch.long, device=y0.device)  # each sample's next output
+    done = index >= n_t
+    if bool(done.all()):
+        return pieces
+    poly = _dense_polynomials(tab, y0)
+    powers = torch.arange(poly.shape[1], device=y0.device)
+    order = tab.control_order
+    t, y = t0.clone(), y0
+    k0 = field(t, y)
+    if config.first_step is None:
+        h = _first_step(field, t, y, k0, order - 1, rtol, atol, direction)
+    else:
+        h = direction * abs(float(config.first_step))
+    accepted_total = rejected_total = 0
+    attempts = 0
+    while True:
+        active = ~done
+        hits_end = direction * (t + h - t_end) >= 0
+        h_try = torch.where(active, torch.where(hits_end, t_end - t, h), 0.0)
+        y1, ks = _stages(field, tab, t, h_try, y, k0)
+        ratio = _error_ratio(tab, ks, y, y1, h_try, rtol, atol)
+        accepted = active & (ratio <= 1.0)  # NaN compares False: rejected
+        rejected = active & ~accepted
+        t_new = torch.where(hits_end, t_end, t + h_try)
+        stacked = None
+        while True:  # the outputs each accepted step passed, from its dense output
+            t_out = times.gather(1, index.clamp(max=n_t - 1).unsqueeze(1)).squeeze(1)
+            due = accepted & (index < n_t) & (direction * (t_out - t_new) <= 0)
+            rows = torch.nonzero(due).flatten()
+            if rows.numel() == 0:
+                break
+            if stacked is None:
+                stacked = torch.stack(ks)
+            theta = ((t_out - t) / torch.where(h_try == 0, 1.0, h_try))[rows]
+            weights = theta.to(y.dtype).unsqueeze(1) ** powers @ poly.t()
+            step = torch.einsum("rs,srn->rn", weights, stacked[:, rows])
+            value = torch.addcmul(y[rows], h_try[rows].to(y.dtype).unsqueeze(1), step)
+            value = torch.where((theta >= 1.0).unsqueeze(1), y1[rows], value)
+            pieces.append((rows, index[rows], value))
+            index = index + due
+        keep = accepted.unsqueeze(1)
+        t = torch.where(accepted, t_new, t)
+        y = torch.where(keep, y1, y)
+        done = index >= n_t
+        accepted_total = accepted_total + accepted.sum()
+        rejected_total = rejected_total + rejected.sum()
+        attempts += 1
+        if bool(done.all()):
+            break
+        if tab.fsal:
+            k0 = torch.where(keep, ks[-1], k0)
+        elif bool(accepted.any()):  # a new start needs f there (not after all rejections)
+            k0 = torch.where(keep, field(t, y), k0)
+        h = torch.where(active, h_try * _step_factor(ratio, accepted, order), h)
+        _check_progress(attempts, config.max_steps, done, t, h, ratio, rejected, times)
+    stats.steps_accepted += int(accepted_total)
+    stats.steps_rejected += int(rejected_total)
+    return pieces
+
+
+def _check_progress(attempts, max_steps, done, t, h, ratio, rejected, times) -> None:
+    """Raise when a sample cannot finish: too many attempts, or its step underflowed."""
+    active = ~done
+    if attempts >= max_steps:
+        rows = torch.nonzero(active).flatten().tolist()
+        b = rows[0]
+        raise MaxStepsExceeded(
+            f"Reached max_steps={max_steps} attempts with samples {_rows(rows)} unfinished "
+            f"(sample {b} at t={float(t[b]):.6g} of [{float(times[b, 0]):.6g}, "
+            f"{float(times[b, -1]):.6g}], step size {float(h[b]):.3g}). The problem may be "
+            "stiff or the tolerances too tight; raise max_steps, loosen rtol/atol, or "
+            "regularise the dynamics.",
+            t=float(t[b]),
+            step_size=float(h[b]),
+        )
+    tiny = active & (h.abs() <= 4 * torch.finfo(torch.float64).eps * t.abs().clamp(min=1.0))
+    if bool(tiny.any()):
+        rows = torch.nonzero(tiny).flatten().tolist()
+        b = rows[0]
+        if bool((rejected & ~torch.isfinite(ratio))[b]):
+            raise NonFiniteState(
+                f"The state or the vector field became NaN or infinite for samples "
+                f"{_rows(rows)} (sample {b} near t={float(t[b]):.6g}), at ever smaller steps. "
+                "Check func for divisions by zero or overflow there.",
+                t=float(t[b]),
+                step_size=float(h[b]),
+            )
+        raise StepSizeUnderflow(
+            f"Step size underflowed for samples {_rows(rows)} (sample {b} at "
+            f"t={float(t[b]):.6g}, step {float(h[b]):.3g}): the solution changes too fast for "
+            "this tolerance (stiff or blowing-up dynamics). Loosen rtol/atol, use float64, or "
+            "regularise the dynamics.",
+            t=float(t[b]),
+            step_size=float(h[b]),
+        )
+
+
+def _fixed(field, y0, times, tab, config, stats):
+    """Steps of ``step_size`` from each sample's t0 (``t0 + k h``, as ``solve``), or from
+    output time to output time without one, landing exactly on every output time."""
+    batch = y0.shape[0]
+    n_t = times.shape[1]
+    t0, t_end = times[:, 0], times[:, -1]
+    direction = torch.where(t_end >= t0, 1.0, -1.0).to(times)
+    pieces = [(torch.arange(batch, device=y0.device), torch.zeros_like(t0, dtype=torch.long), y0)]
+    index = torch.ones(batch, dtype=torch.long, device=y0.device)
+    done = index >= n_t
+    step_size = config.step_size
+    if step_size is not None and step_size <= 0:
+        raise SolverConfigError(f"step_size must be positive, got {step_size}.")
+    # grid points this close to an output time merge into it (``rk._fixed_grid``'s rule)
+    merge = 1e-9 * (t_end - t0).abs().clamp(min=1e-30)
+    k = torch.zeros_like(t0)  # grid points consumed
+    t, y = t0.clone(), y0
+    steps = 0
+    while not bool(done.all()):
+        active = ~done
+        t_out = times.gather(1, index.clamp(max=n_t - 1).unsqueeze(1)).squeeze(1)
+        t_next = t_out
+        if step_size is not None:
+            t_grid = t0 + direction * (k + 1) * step_size
+            passed = direction * (t_grid - t) <= merge  # a grid point merged into the last output
+            while bool((passed & active).any()):
+                k = k + passed
+                t_grid = t0 + direction * (k + 1) * step_size
+                passed = direction * (t_grid - t) <= merge
+            grid_first = direction * (t_grid - t_out) < -merge
+            t_next = torch.where(grid_first, t_grid, t_out)
+            k = k + (grid_first | ((t_grid - t_out).abs() <= merge))
+        h = torch.where(active, t_next - t, 0.0)
+        y1, _ = _stages(field, tab, t, h, y, field(t, y))
+        lands = active & (t_next == t_out)
+        rows = torch.nonzero(lands).flatten()
+        if rows.numel():
+            pieces.append((rows, index[rows], y1[rows]))
+        index = index + lands
+        t = torch.where(active, t_next, t)
+        y = torch.where(active.unsqueeze(1), y1, y)
+        done = index >= n_t
+        stats.steps_accepted += int(active.sum())
+        steps += 1
+        if steps >= config.max_steps and not bool(done.all()):
+            raise MaxStepsExceeded(
+                f"step_size={step_size} needs more than max_steps={config.max_steps} steps for "
+                f"samples {_rows(torch.nonzero(~done).flatten().tolist())}. Use a larger "
+                "step_size or raise max_steps.",
+                t=float(t[~done][0]),
+                step_size=step_size,
+            )
+    finite = torch.isfinite(y.detach()).all(1)
+    if not bool(finite.all()):
+        rows = torch.nonzero(~finite).flatten().tolist()
+        raise NonFiniteState(
+            f"The solution became NaN or infinite for samples {_rows(rows)}. Use a smaller "
+            "step_size or an adaptive method (dopri5), or check func for overflow.",
+            step_size=step_size,
+        )
+    return pieces
