@@ -24,6 +24,7 @@ methods are refused with an error that says so.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -198,34 +199,78 @@ def _combination(weights, ks: list[torch.Tensor]) -> torch.Tensor:
     return total if total is not None else torch.zeros_like(ks[0])
 
 
-def _stages(field, tab: ButcherTableau, t, h, y, k0, n_stages: int | None = None):
-    """One step of size ``h`` (a ``(batch,)`` float64 tensor, 0 for samples standing still)
-    from ``(t, y)``; returns the solution and the stages."""
-    hs = h.to(y.dtype).unsqueeze(1)
-    ks = [k0]
-    yi = y
-    for i, row in enumerate(tab.a[: (n_stages or tab.stages) - 1], 1):
-        yi = torch.addcmul(y, hs, _combination(row, ks))
-        ks.append(field(t + tab.c[i] * h, yi))
-    if not tab.fsal:
-        yi = torch.addcmul(y, hs, _combination(tab.b, ks))
-    return yi, ks
+class _Stepper:
+    """A tableau's step on a batch with one step size per sample.
+
+    Without grad mode the stages go into one reused ``(stages, batch * n)`` buffer and each
+    stage input is one matrix-vector product (as ``rk.RungeKutta``'s no-grad step); with it,
+    the stages stay separate tensors for autograd and are stacked once per step.
+    """
+
+    def __init__(self, field, tab: ButcherTableau, y: torch.Tensor):
+        self.field, self.tab = field, tab
+        self.c, self.a, self.b, self.b_error = _coefficients(tab, y.dtype, y.device)
+        self.buffer = torch.empty(tab.stages, y.numel(), dtype=y.dtype, device=y.device)
+        self.stages = self.buffer.view(tab.stages, *y.shape)
+
+    def step(self, t, h, y, k0):
+        """From ``(t, y)`` with ``f(t, y) = k0`` by ``h`` (float64, per sample; 0 for samples
+        standing still): the solution and the stages ``(stages, batch, n)``."""
+        tab, field = self.tab, self.field
+        times = torch.addcmul(t, self.c, h).to(field.time_dtype)  # (stages, batch)
+        hs = h.to(y.dtype).unsqueeze(1)
+        if torch.is_grad_enabled():
+            ks = [k0]
+            yi = y
+            for i, row in enumerate(tab.a, 1):
+                yi = torch.addcmul(y, hs, _combination(row, ks))
+                ks.append(field(times[i], yi))
+            if not tab.fsal:
+                yi = torch.addcmul(y, hs, _combination(tab.b, ks))
+            return yi, torch.stack(ks)
+        K, rows = self.buffer, self.stages
+        rows[0].copy_(k0)
+        yi = y
+        for i, a in enumerate(self.a, 1):
+            yi = torch.addcmul(y, hs, torch.mv(K[:i].t(), a).view_as(y))
+            rows[i].copy_(field(times[i], yi))
+        if not tab.fsal:
+            yi = torch.addcmul(y, hs, torch.mv(K.t(), self.b).view_as(y))
+        return yi, rows
+
+    def error_ratio(self, stages, y, y1, h, rtol, atol) -> torch.Tensor:
+        """Each sample's RMS error over its tolerance scale; <= 1 accepts. As
+        ``rk._ErrorRatio``: scale ``atol/rtol + max(|y0|, |y1|)``, then ``/ rtol``."""
+        with torch.no_grad():
+            flat = stages.detach().view(stages.shape[0], -1)
+            err = torch.mv(flat.t(), self.b_error).view_as(y)
+            y_abs = torch.maximum(y.detach().abs(), y1.detach().abs())
+            scale = y_abs.add_(atol / rtol) if rtol > 0 else y_abs.mul_(rtol).add_(atol)
+            norm = torch.linalg.vector_norm(err.div_(scale), dim=1).double()
+            return norm.mul_(h.abs() / (math.sqrt(max(y.shape[1], 1)) * (rtol or 1.0)))
 
 
-def _rms(x: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(x, dim=1) / math.sqrt(max(x.shape[1], 1))
+@functools.lru_cache(maxsize=64)
+def _coefficients(tab: ButcherTableau, dtype: torch.dtype, device: torch.device):
+    """The tableau as tensors (built once per method, dtype and device): c (float64, as a
+    column), the rows of a, b and b_error."""
+    as_tensor = lambda v: torch.tensor(v, dtype=dtype, device=device)
+    c = torch.tensor(tab.c, dtype=torch.float64, device=device).unsqueeze(1)
+    b_error = None if tab.b_error is None else as_tensor(tab.b_error)
+    return c, [as_tensor(row) for row in tab.a], as_tensor(tab.b), b_error
 
 
 def _first_step(field, t0, y0, f0, order: int, rtol, atol, direction):
     """Hairer, Nørsett & Wanner's starting step (``step_control.initial_step_size``), per sample."""
+    rms = lambda x: torch.linalg.vector_norm(x, dim=1).double() / math.sqrt(max(x.shape[1], 1))
     with torch.no_grad():
         scale = y0.abs() * rtol + atol
-        d0 = _rms(y0 / scale).double()
-        d1 = _rms(f0 / scale).double()
+        d0 = rms(y0 / scale)
+        d1 = rms(f0 / scale)
         h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1)
         y_euler = torch.addcmul(y0, (direction * h0).to(y0.dtype).unsqueeze(1), f0)
         f1 = field(t0 + direction * h0, y_euler)
-        d2 = _rms((f1 - f0) / scale).double() / h0
+        d2 = rms((f1 - f0) / scale) / h0
         largest = torch.maximum(d1, d2)
         h1 = torch.where(
             largest <= 1e-15,
@@ -236,45 +281,30 @@ def _first_step(field, t0, y0, f0, order: int, rtol, atol, direction):
         return torch.where(torch.isfinite(d1) & torch.isfinite(d2), h, direction * 1e-6)
 
 
-def _error_ratio(tab, ks, y, y1, h, rtol, atol) -> torch.Tensor:
-    """Each sample's RMS error over its tolerance scale; <= 1 accepts. As ``rk._ErrorRatio``:
-    scale ``atol/rtol + max(|y0|, |y1|)``, then ``/ rtol``, when rtol > 0."""
-    with torch.no_grad():
-        err = _combination(tab.b_error, [k.detach() for k in ks])
-        y_abs = torch.maximum(y.detach().abs(), y1.detach().abs())
-        if rtol > 0:
-            ratio = _rms(err / (y_abs + atol / rtol)).double() / rtol
-        else:
-            ratio = _rms(err / (y_abs * rtol + atol)).double()
-        return ratio * h.abs()
-
-
 def _step_factor(ratio: torch.Tensor, accepted: torch.Tensor, order: int) -> torch.Tensor:
-    """The I-controller's factor per sample (``_ControllerState`` with ``pcoeff=0``)."""
-    factor = _SAFETY * ratio ** (-1.0 / order)
-    grow = torch.where(ratio == 0, _IFACTOR, factor.clamp(1.0, _IFACTOR))
-    shrink = torch.where(torch.isfinite(ratio), factor.clamp(_DFACTOR, 1.0), _DFACTOR)
-    return torch.where(accepted, grow, shrink)
-
-
-def _dense_polynomials(tab: ButcherTableau, like: torch.Tensor) -> torch.Tensor:
-    """``(stages, degree + 1)``: the dense weights are ``P @ theta**arange`` (tableaus.py)."""
-    return torch.as_tensor(tab.dense_polynomials(), dtype=like.dtype, device=like.device)
+    """The I-controller's factor per sample (``_ControllerState`` with ``pcoeff=0``): after
+    an acceptance in ``[1, ifactor]`` (``ifactor`` for a zero error), after a rejection in
+    ``[dfactor, 1]`` (``dfactor`` for a non-finite error)."""
+    factor = torch.nan_to_num(ratio.pow(-1.0 / order).mul_(_SAFETY), nan=_DFACTOR)
+    low = torch.where(accepted, 1.0, _DFACTOR)
+    high = torch.where(accepted, _IFACTOR, 1.0)
+    return torch.clamp(factor, low, high)
 
 
 def _adaptive(field, y0, times, tab, rtol, atol, config, stats):
-    batch = y0.shape[0]
-    n_t = times.shape[1]
+    batch, n_t = y0.shape[0], times.shape[1]
     t0, t_end = times[:, 0], times[:, -1]
     direction = torch.where(t_end >= t0, 1.0, -1.0).to(times)
     pieces = [(torch.arange(batch, device=y0.device), torch.zeros_like(t0, dtype=torch.long), y0)]
     index = torch.ones(batch, dtype=torch.long, device=y0.device)  # each sample's next output
-    done = index >= n_t
-    if bool(done.all()):
+    if n_t == 1:
         return pieces
-    poly = _dense_polynomials(tab, y0)
-    powers = torch.arange(poly.shape[1], device=y0.device)
+    ascending = times * direction.unsqueeze(1)  # rows sorted, for searchsorted
+    columns = torch.arange(n_t, device=y0.device)
+    poly = torch.as_tensor(tab.dense_polynomials(), dtype=y0.dtype, device=y0.device).t()
+    powers = torch.arange(poly.shape[0], device=y0.device)
     order = tab.control_order
+    stepper = _Stepper(field, tab, y0)
     t, y = t0.clone(), y0
     k0 = field(t, y)
     if config.first_step is None:
@@ -283,45 +313,49 @@ def _adaptive(field, y0, times, tab, rtol, atol, config, stats):
         h = direction * abs(float(config.first_step))
     accepted_total = rejected_total = 0
     attempts = 0
+    done = torch.zeros(batch, dtype=torch.bool, device=y0.device)
     while True:
-        active = ~done
-        hits_end = direction * (t + h - t_end) >= 0
-        h_try = torch.where(active, torch.where(hits_end, t_end - t, h), 0.0)
-        y1, ks = _stages(field, tab, t, h_try, y, k0)
-        ratio = _error_ratio(tab, ks, y, y1, h_try, rtol, atol)
-        accepted = active & (ratio <= 1.0)  # NaN compares False: rejected
-        rejected = active & ~accepted
+        # a finished sample sits at its t_end exactly, so its step is 0
+        remaining = t_end - t
+        hits_end = direction * (h - remaining) >= 0
+        h_try = torch.where(hits_end, remaining, h)
+        y1, stages = stepper.step(t, h_try, y, k0)
+        ratio = stepper.error_ratio(stages, y, y1, h_try, rtol, atol)
+        accepted = ~done & (ratio <= 1.0)  # NaN compares False: rejected
         t_new = torch.where(hits_end, t_end, t + h_try)
-        stacked = None
-        while True:  # the outputs each accepted step passed, from its dense output
-            t_out = times.gather(1, index.clamp(max=n_t - 1).unsqueeze(1)).squeeze(1)
-            due = accepted & (index < n_t) & (direction * (t_out - t_new) <= 0)
-            rows = torch.nonzero(due).flatten()
-            if rows.numel() == 0:
-                break
-            if stacked is None:
-                stacked = torch.stack(ks)
-            theta = ((t_out - t) / torch.where(h_try == 0, 1.0, h_try))[rows]
-            weights = theta.to(y.dtype).unsqueeze(1) ** powers @ poly.t()
-            step = torch.einsum("rs,srn->rn", weights, stacked[:, rows])
-            value = torch.addcmul(y[rows], h_try[rows].to(y.dtype).unsqueeze(1), step)
-            value = torch.where((theta >= 1.0).unsqueeze(1), y1[rows], value)
-            pieces.append((rows, index[rows], value))
-            index = index + due
+        # the outputs each accepted step passed (index <= j < passed), from its dense output
+        passed = torch.searchsorted(ascending, (t_new * direction).unsqueeze(1), right=True)
+        passed = torch.where(accepted, passed.squeeze(1), index)
+        due = (columns >= index.unsqueeze(1)) & (columns < passed.unsqueeze(1))
+        rows, cols = torch.nonzero(due, as_tuple=True)
+        if rows.numel():
+            theta = (times[rows, cols] - t[rows]) / h_try[rows]
+            weights = theta.to(y.dtype).unsqueeze(1).pow(powers) @ poly
+            h_rows = h_try[rows].to(y.dtype).unsqueeze(1)
+            step = torch.bmm(weights.unsqueeze(1), stages[:, rows].transpose(0, 1)).squeeze(1)
+            value = torch.where(
+                (theta >= 1.0).unsqueeze(1), y1[rows], torch.addcmul(y[rows], h_rows, step)
+            )
+            pieces.append((rows, cols, value))
+        index = passed
         keep = accepted.unsqueeze(1)
         t = torch.where(accepted, t_new, t)
         y = torch.where(keep, y1, y)
+        active = ~done
         done = index >= n_t
-        accepted_total = accepted_total + accepted.sum()
-        rejected_total = rejected_total + rejected.sum()
+        n_active, n_accepted = active.sum(), accepted.sum()
+        accepted_total = accepted_total + n_accepted
+        rejected_total = rejected_total + (n_active - n_accepted)
         attempts += 1
         if bool(done.all()):
             break
         if tab.fsal:
-            k0 = torch.where(keep, ks[-1], k0)
+            k0 = torch.where(keep, stages[-1], k0)
         elif bool(accepted.any()):  # a new start needs f there (not after all rejections)
             k0 = torch.where(keep, field(t, y), k0)
-        h = torch.where(active, h_try * _step_factor(ratio, accepted, order), h)
+        h = h_try * _step_factor(ratio, accepted, order)
+        # steps shrink only when rejected: check for underflow after rejections only
+        rejected = active & ~accepted if bool(n_active != n_accepted) else None
         _check_progress(attempts, config.max_steps, done, t, h, ratio, rejected, times)
     stats.steps_accepted += int(accepted_total)
     stats.steps_rejected += int(rejected_total)
@@ -329,7 +363,8 @@ def _adaptive(field, y0, times, tab, rtol, atol, config, stats):
 
 
 def _check_progress(attempts, max_steps, done, t, h, ratio, rejected, times) -> None:
-    """Raise when a sample cannot finish: too many attempts, or its step underflowed."""
+    """Raise when a sample cannot finish: too many attempts, or (``rejected``: the samples
+    whose step was just rejected, None if none was) its step underflowed."""
     active = ~done
     if attempts >= max_steps:
         rows = torch.nonzero(active).flatten().tolist()
@@ -343,11 +378,13 @@ def _check_progress(attempts, max_steps, done, t, h, ratio, rejected, times) -> 
             t=float(t[b]),
             step_size=float(h[b]),
         )
-    tiny = active & (h.abs() <= 4 * torch.finfo(torch.float64).eps * t.abs().clamp(min=1.0))
+    if rejected is None:
+        return
+    tiny = rejected & (h.abs() <= 4 * torch.finfo(torch.float64).eps * t.abs().clamp(min=1.0))
     if bool(tiny.any()):
         rows = torch.nonzero(tiny).flatten().tolist()
         b = rows[0]
-        if bool((rejected & ~torch.isfinite(ratio))[b]):
+        if not bool(torch.isfinite(ratio[b])):
             raise NonFiniteState(
                 f"The state or the vector field became NaN or infinite for samples "
                 f"{_rows(rows)} (sample {b} near t={float(t[b]):.6g}), at ever smaller steps. "
@@ -381,6 +418,7 @@ def _fixed(field, y0, times, tab, config, stats):
     # grid points this close to an output time merge into it (``rk._fixed_grid``'s rule)
     merge = 1e-9 * (t_end - t0).abs().clamp(min=1e-30)
     k = torch.zeros_like(t0)  # grid points consumed
+    stepper = _Stepper(field, tab, y0)
     t, y = t0.clone(), y0
     steps = 0
     while not bool(done.all()):
@@ -398,7 +436,7 @@ def _fixed(field, y0, times, tab, config, stats):
             t_next = torch.where(grid_first, t_grid, t_out)
             k = k + (grid_first | ((t_grid - t_out).abs() <= merge))
         h = torch.where(active, t_next - t, 0.0)
-        y1, _ = _stages(field, tab, t, h, y, field(t, y))
+        y1, _ = stepper.step(t, h, y, field(t, y))
         lands = active & (t_next == t_out)
         rows = torch.nonzero(lands).flatten()
         if rows.numel():
