@@ -30,8 +30,23 @@ def _check_events_and_dense(ns):
     assert torch.allclose(ns["y_mid"], expected, atol=1e-5)
 
 
+def _check_independent(ns):
+    import nodezoo
+
+    ys, times, y0 = ns["ys"], ns["times"], ns["y0"]
+    assert ys.shape == (10, 256, 2)
+    exact = y0 * torch.exp(-(times + times**2 / 2)).t().unsqueeze(-1)  # y' = -(1 + t) y
+    assert torch.allclose(ys, exact, rtol=1e-2, atol=1e-2)
+    alone = nodezoo.solve(lambda t, y: -y * (1 + t), y0[7], times[7], {"gradient": "backprop"})
+    assert torch.allclose(ys[:, 7], alone, rtol=1e-5, atol=1e-6)  # each sample as if alone
+
+
 # Each block's claims, found by the names it defines: a new block needs its check here.
-CHECKS = {("cfg", "stats", "ys"): _check_solver_tour, ("t_hit", "y_mid"): _check_events_and_dense}
+CHECKS = {
+    ("cfg", "stats", "ys"): _check_solver_tour,
+    ("t_hit", "y_mid"): _check_events_and_dense,
+    ("times", "decay", "ys"): _check_independent,
+}
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
