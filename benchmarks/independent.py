@@ -36,20 +36,10 @@ from _measure import (
     median,
     time_round_robin,
 )
-from solvers import MLPField
+from solvers import Counted, MLPField
 
 import nodezoo
 from nodezoo.solvers import SolverConfig
-
-
-class Counted(torch.nn.Module):
-    def __init__(self, inner):
-        super().__init__()
-        self.inner, self.calls = inner, 0
-
-    def forward(self, t, y):
-        self.calls += 1
-        return self.inner(t, y)
 
 
 def torchode_solver(field, tol: float, backprop: bool):
