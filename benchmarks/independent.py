@@ -14,6 +14,9 @@
    ratio (above 1: nodezoo faster), also per NFE; "max error": the largest deviation of each
    library's outputs from a float64 solve at rtol = atol = 1e-10 (both solve the same problem
    to the same accuracy).
+3. Gradient modes on one of those problems: nodezoo's backprop and checkpoint, torchode's
+   backprop and its per-sample adjoint (BacksolveAdjoint): time, NFE, peak memory, and the
+   gradients' distance from nodezoo's backprop ones.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import (
+    format_bytes,
     format_ratio,
     format_seconds,
     get_clock,
     machine_description,
     markdown_table,
     median,
+    peak_memory_growth,
     time_round_robin,
 )
 from solvers import Counted, MLPField
@@ -175,6 +180,79 @@ def speed_rows(args) -> list[list[str]]:
     return rows
 
 
+GRADIENT_MODES = (
+    ("nodezoo", "backprop"),
+    ("nodezoo", "checkpoint"),
+    ("torchode", "backprop"),
+    ("torchode", "adjoint"),
+)
+
+
+def gradient_rows(args) -> list[list[str]]:
+    """Each gradient mode's time, NFE and peak memory on one problem, and how far its
+    gradients are from nodezoo's backprop ones (all differentiate the same solve)."""
+    batch, dim, tol = (64, 64, 1e-3) if args.quick else (256, 64, 1e-6)
+    torch.manual_seed(args.seed)
+    field = MLPField(dim)
+    y0 = torch.randn(batch, dim)
+    t_eval = (0.5 + torch.rand(batch))[:, None] * torch.linspace(0, 1, 10)[None, :]
+    weights = torch.randn(10, batch, dim)
+    leaves = [y0.clone().requires_grad_(True), *field.parameters()]
+    runners, measured = {}, {}
+    for library, mode in GRADIENT_MODES:
+        counted = Counted(field)
+        solve = _gradient_solver(library, mode, counted, tol)
+
+        def run(solve=solve, counted=counted):
+            for leaf in leaves:
+                leaf.grad = None
+            counted.calls = 0
+            out = solve(leaves[0], t_eval)
+            forward = counted.calls
+            (out * weights).sum().backward()
+            return forward, counted.calls - forward
+
+        runners[(library, mode)] = run
+        nfe = run()
+        grads = [leaf.grad.clone() for leaf in leaves]
+        peak = peak_memory_growth(run, torch.device("cpu"))
+        measured[(library, mode)] = (nfe, grads, peak)
+    samples = time_round_robin(runners, repeats=args.repeats, warmup=1)[args.clock]
+    reference = measured[("nodezoo", "backprop")][1]
+    rows = []
+    for key, (nfe, grads, peak) in measured.items():
+        error = max(float((g - r).norm() / r.norm()) for g, r in zip(grads, reference, strict=True))
+        rows.append(
+            [
+                f"{key[0]} {key[1]}",
+                format_seconds(median(samples[key])),
+                f"{nfe[0]} + {nfe[1]}",
+                format_bytes(peak),
+                f"{error:.1e}",
+            ]
+        )
+    return rows
+
+
+def _gradient_solver(library: str, mode: str, field, tol: float):
+    if library == "nodezoo":
+        config = SolverConfig(method="dopri5", rtol=tol, atol=tol, gradient=mode)
+        return lambda y0, t_eval: nodezoo.solve_independent(field, y0, t_eval, config)
+    if mode == "backprop":
+        return torchode_solver(field, tol, True)
+    import torchode
+
+    term = torchode.ODETerm(field, with_stats=False)
+    method = torchode.Dopri5(term=term)
+    controller = torchode.IntegralController(atol=tol, rtol=tol, term=term)
+    solver = torchode.BacksolveAdjoint(term, method, controller)
+
+    def solve(y0, t_eval):
+        return solver.solve(torchode.InitialValueProblem(y0, t_eval=t_eval)).ys.transpose(0, 1)
+
+    return solve
+
+
 def _reference(field, y0, t_eval) -> torch.Tensor:
     """The same solves in float64 at rtol = atol = 1e-10, as float32."""
     config = SolverConfig(method="dopri5", rtol=1e-10, atol=1e-10, gradient="backprop")
@@ -245,6 +323,16 @@ def main(argv=None) -> int:
         "max error nodezoo / torchode",
     ]
     print(markdown_table(header, speed_rows(args)))
+    size = "batch 64, tol 1e-3" if args.quick else "batch 256, tol 1e-6"
+    print(f"\n## 3. Gradient modes (MLP d=64, {size}, per-sample time grids)\n")
+    print(
+        "Loss: a fixed random weighting of all outputs. NFE: forward + backward calls of f. "
+        "Peak: PyTorch's CPU allocations above the start during one solve + backward "
+        "(benchmarks/_measure.py). Gradient error: largest relative norm difference, over y0 "
+        "and the parameters, from nodezoo's backprop gradients.\n"
+    )
+    header = ["solver, gradient", "time", "NFE", "peak memory", "gradient error"]
+    print(markdown_table(header, gradient_rows(args)))
     print(f"\n({time.perf_counter() - began:.0f} s)")
     return 0
 

@@ -30,3 +30,6 @@ def test_quick_run_prints_both_tables():
     assert accuracy[(joint, 16)] > 2 * accuracy[("nodezoo solve_independent (per sample)", 16)]
     speed = [r for r in rows if r[0].strip().startswith("mlp")]
     assert len(speed) == 4 and {r[2].strip() for r in speed} == {"forward", "backprop"}
+    gradients = {r[0].strip(): r for r in rows if r[0].strip().startswith(("nodezoo ", "torch"))}
+    assert set(gradients) >= {"nodezoo backprop", "nodezoo checkpoint", "torchode adjoint"}
+    assert float(gradients["nodezoo checkpoint"][4]) < 1e-3  # the same gradients, float32

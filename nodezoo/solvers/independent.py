@@ -18,15 +18,18 @@ uses nodezoo's tableaus, dense output, first-step rule and errors, so ``SolverCo
 
 Scope: explicit Runge–Kutta methods, adaptive (outputs from their dense output) or fixed-step
 (``step_size``, stepping exactly onto every output time, as ``solve``); gradients by backprop
-through the steps. ``gradient='adjoint'``/``'checkpoint'`` and the implicit, Adams and scipy
-methods are refused with an error that says so.
+through the steps or by checkpointing (each attempt's start kept, the attempt redone in the
+backward pass: the same exact gradients without the stages' graph). No adjoint: per sample it
+would carry a parameter gradient per sample (torchode's BacksolveAdjoint does, through vmap);
+it, and the implicit, Adams and scipy methods, are refused with an error that says so.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -49,6 +52,7 @@ def solve_independent(
     t: torch.Tensor,
     config: SolverConfig | dict | None = None,
     *,
+    params: Sequence[torch.Tensor] | None = None,
     stats: SolveStats | None = None,
 ) -> torch.Tensor:
     """Solve ``dy_b/dt = func(t, y)_b`` for every sample ``b`` of the batch ``y0`` on its own.
@@ -61,8 +65,10 @@ def solve_independent(
 
     Returns ``(n_t, batch, *shape)``: ``out[i, b]`` is sample ``b`` at ``t[b, i]``, the layout
     of ``solve``. ``config`` as ``solve``'s (``method``, ``rtol``, ``atol``, ``step_size``,
-    ``first_step``, ``max_steps``; without one, dopri5 at 1e-3 with backprop). ``stats``: NFE
-    (whole-batch evaluations) and per-sample accepted and rejected steps, summed over samples.
+    ``first_step``, ``max_steps``, ``gradient`` 'backprop' or 'checkpoint'; without one,
+    dopri5 at 1e-3 with backprop). ``params``: the tensors checkpoint gradients flow to
+    (default: ``func.parameters()`` for an ``nn.Module``). ``stats``: NFE (whole-batch
+    evaluations) and per-sample accepted and rejected steps, summed over samples.
 
     A step that is rejected for one sample is still part of the autograd graph with a zero
     gradient; if ``func`` overflows to inf or NaN there, its backward can turn that zero into
@@ -84,26 +90,114 @@ def solve_independent(
         )
     times = _batch_times(t, y0)
     _check_method(config)
-    if config.gradient != "backprop" and torch.is_grad_enabled():
-        needs_graph = y0.requires_grad or any(p.requires_grad for p in _default_params(func))
-        if needs_graph:
-            raise SolverConfigError(
-                f"solve_independent differentiates by backprop only; got gradient="
-                f"{config.gradient!r}. Use SolverConfig(gradient='backprop'), or solve(...) "
-                "for adjoint or checkpoint gradients (one time grid and step for the batch)."
-            )
+    params = tuple(_default_params(func) if params is None else params)
+    needs_graph = torch.is_grad_enabled() and (
+        y0.requires_grad or any(p.requires_grad for p in params)
+    )
+    if config.gradient == "adjoint" and needs_graph:
+        raise SolverConfigError(
+            "solve_independent has no adjoint gradients (a per-sample adjoint would carry a "
+            "parameter gradient per sample). Use gradient='checkpoint' (exact, memory of two "
+            "states per step) or 'backprop', or solve(...) for the adjoint."
+        )
     tab = get_tableau(config.method)
-    field = _BatchField(func, y0, stats)
+    problem = _Problem(
+        field=_BatchField(func, y0, stats),
+        tab=tab,
+        times=times,
+        rtol=_tolerance(config.rtol, [y0], "rtol"),
+        atol=_tolerance(config.atol, [y0], "atol"),
+        config=config,
+        stats=stats,
+    )
     y = y0.reshape(y0.shape[0], -1)
-    rtol = _tolerance(config.rtol, [y0], "rtol")
-    atol = _tolerance(config.atol, [y0], "atol")
-    if tab.adaptive and config.step_size is None:
-        pieces = _adaptive(field, y, times, tab, rtol, atol, config, stats)
+    if config.gradient == "checkpoint" and needs_graph:
+        out = _CheckpointedSolve.apply(problem, y, *params)
     else:
-        pieces = _fixed(field, y, times, tab, config, stats)
-    rows, cols, values = (torch.cat(parts) for parts in zip(*pieces, strict=True))
-    out = y.new_zeros(times.shape[1], *y.shape).index_put((cols, rows), values)
+        out = _assemble(problem.run(y), times.shape[1], y)
     return out.view(times.shape[1], *y0.shape)
+
+
+@dataclass
+class _Problem:
+    field: _BatchField
+    tab: ButcherTableau
+    times: torch.Tensor
+    rtol: float
+    atol: float
+    config: SolverConfig
+    stats: SolveStats
+
+    def run(self, y0: torch.Tensor, record: list | None = None) -> list:
+        """The solve from ``y0``: its output pieces ``(rows, cols, values)``."""
+        stepper = _Stepper(self.field, self.tab, y0)
+        if self.tab.adaptive and self.config.step_size is None:
+            return _adaptive(
+                self.field, stepper, y0, self.times, self.rtol, self.atol, self.config,
+                self.stats, record,
+            )  # fmt: skip
+        return _fixed(self.field, stepper, y0, self.times, self.config, self.stats, record)
+
+
+def _assemble(pieces: list, n_t: int, y: torch.Tensor) -> torch.Tensor:
+    """``(n_t, batch, n)`` from the solve's ``(rows, cols, values)`` pieces."""
+    rows, cols, values = (torch.cat(parts) for parts in zip(*pieces, strict=True))
+    return y.new_zeros(n_t, *y.shape).index_put((cols, rows), values)
+
+
+class _CheckpointedSolve(torch.autograd.Function):
+    """``gradient='checkpoint'``: the forward solve runs without a graph and keeps each
+    attempt's starting state (and start derivative); the backward pass redoes the attempts
+    from the last to the first with their recorded decisions and backpropagates through
+    each: exact gradients of the discrete solve (as ``solve``'s checkpoint mode), with memory
+    for two states per attempt instead of every stage's graph."""
+
+    @staticmethod
+    def forward(ctx, problem: _Problem, y0, *params):
+        record = []
+        pieces = problem.run(y0.detach(), record)
+        ctx.problem, ctx.record = problem, record
+        ctx.save_for_backward(y0, *params)
+        return _assemble(pieces, problem.times.shape[1], y0)
+
+    @staticmethod
+    def backward(ctx, g_out):
+        problem, record = ctx.problem, ctx.record
+        y0, *params = ctx.saved_tensors
+        field = problem.field
+        field.counter = "nfe_backward"
+        stepper = _Stepper(field, problem.tab, y0)
+        g_params = [None] * len(params)
+
+        def backprop(outputs, grads, inputs):
+            pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if g is not None]
+            found = torch.autograd.grad(
+                [o for o, _ in pairs], [*inputs, *params], [g for _, g in pairs],
+                allow_unused=True,
+            )  # fmt: skip
+            for i, g in enumerate(found[len(inputs) :]):
+                if g is not None:
+                    g_params[i] = g if g_params[i] is None else g_params[i] + g
+            return found[: len(inputs)]
+
+        g_y, g_k = torch.zeros_like(y0), None
+        with torch.enable_grad():
+            for attempt, y, k0 in reversed(record):
+                y = y.detach().requires_grad_(True)
+                k0 = None if k0 is None else k0.detach().requires_grad_(True)
+                y_next, k_next, value = stepper.take(attempt, y, k0)
+                g_value = None if value is None else g_out[attempt.cols, attempt.rows]
+                inputs = [y] if k0 is None else [y, k0]
+                found = backprop([y_next, k_next, value], [g_y, g_k, g_value], inputs)
+                g_y = torch.zeros_like(y) if found[0] is None else found[0]
+                g_k = found[1] if k0 is not None else None
+                problem.stats.steps_backward += 1
+            if g_k is not None:  # the first k0 is f(t0, y0)
+                y = y0.detach().requires_grad_(True)
+                (g_from_k,) = backprop([field(problem.times[:, 0], y)], [g_k], [y])
+                if g_from_k is not None:
+                    g_y = g_y + g_from_k
+        return None, g_y + g_out[0], *g_params
 
 
 def _batch_times(t, y0: torch.Tensor) -> torch.Tensor:
@@ -171,9 +265,10 @@ class _BatchField:
         self.func, self.shape, self.stats = func, y0.shape, stats
         self.time_dtype = _time_dtype(y0)
         self.checked = False
+        self.counter = "nfe_forward"  # the checkpoint's backward pass counts nfe_backward
 
     def __call__(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        self.stats.nfe_forward += 1
+        setattr(self.stats, self.counter, getattr(self.stats, self.counter) + 1)
         out = self.func(t.to(self.time_dtype), y.view(self.shape))
         if not self.checked:
             if not isinstance(out, torch.Tensor) or out.shape != self.shape:
@@ -199,6 +294,27 @@ def _combination(weights, ks: list[torch.Tensor]) -> torch.Tensor:
     return total if total is not None else torch.zeros_like(ks[0])
 
 
+@dataclass
+class _Attempt:
+    """One step attempt for the whole batch, as decided: enough to redo it exactly
+    (``gradient='checkpoint'`` recomputes attempts from their starting states).
+
+    ``h``: the step tried per sample (0 for finished ones); ``accepted``: whose step stands;
+    ``t_next``: each sample's time after it; ``rows``/``cols``: the (sample, output index)
+    pairs it produced; ``theta``: where in the step each lies (None: at its end, for steps
+    that land on output times); ``carry``: whether the next attempt needs a new ``k0`` from
+    it (not after the last attempt, nor when a method without FSAL had all steps rejected)."""
+
+    t: torch.Tensor
+    h: torch.Tensor
+    accepted: torch.Tensor
+    t_next: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+    theta: torch.Tensor | None
+    carry: bool
+
+
 class _Stepper:
     """A tableau's step on a batch with one step size per sample.
 
@@ -212,6 +328,43 @@ class _Stepper:
         self.c, self.a, self.b, self.b_error = _coefficients(tab, y.dtype, y.device)
         self.buffer = torch.empty(tab.stages, y.numel(), dtype=y.dtype, device=y.device)
         self.stages = self.buffer.view(tab.stages, *y.shape)
+        if tab.has_dense_output:  # weights at theta: theta**powers @ poly
+            poly = tab.dense_polynomials()
+            self.poly = torch.as_tensor(poly, dtype=y.dtype, device=y.device).t()
+            self.powers = torch.arange(poly.shape[1], device=y.device)
+
+    def advance(self, a: _Attempt, y, k0, y1, stages):
+        """After the step of attempt ``a`` (its solution ``y1`` and ``stages``): the state and
+        start derivative of the next attempt, and the attempt's output values (or None)."""
+        keep = a.accepted.unsqueeze(1)
+        y_next = torch.where(keep, y1, y)
+        k_next = k0  # unchanged unless the next attempt needs a new one
+        if a.carry:
+            if self.tab.fsal:
+                k_next = torch.where(keep, stages[-1], k0)
+            else:  # a new start needs f there
+                k_next = torch.where(keep, self.field(a.t_next, y_next), k0)
+        value = None
+        if a.rows.numel():
+            rows = a.rows
+            if a.theta is None:  # the step landed on the output time
+                value = y1[rows]
+            else:
+                theta = a.theta.to(y.dtype).unsqueeze(1)
+                weights = (theta.pow(self.powers) @ self.poly).unsqueeze(1)
+                step = torch.bmm(weights, stages[:, rows].transpose(0, 1)).squeeze(1)
+                h = a.h[rows].to(y.dtype).unsqueeze(1)
+                value = torch.where(theta >= 1.0, y1[rows], torch.addcmul(y[rows], h, step))
+        return y_next, k_next, value
+
+    def take(self, a: _Attempt, y, k0):
+        """Attempt ``a`` from ``y`` (and ``k0``; None: f(t, y) is evaluated, as each fixed
+        step does) with its decisions already made: ``advance``'s results. The fixed-step
+        loop steps this way; checkpoint gradients redo recorded attempts this way."""
+        if k0 is None:
+            k0 = self.field(a.t, y)
+        y1, stages = self.step(a.t, a.h, y, k0)
+        return self.advance(a, y, k0, y1, stages)
 
     def step(self, t, h, y, k0):
         """From ``(t, y)`` with ``f(t, y) = k0`` by ``h`` (float64, per sample; 0 for samples
@@ -291,7 +444,9 @@ def _step_factor(ratio: torch.Tensor, accepted: torch.Tensor, order: int) -> tor
     return torch.clamp(factor, low, high)
 
 
-def _adaptive(field, y0, times, tab, rtol, atol, config, stats):
+def _adaptive(field, stepper: _Stepper, y0, times, rtol, atol, config, stats, record=None):
+    """The adaptive loop; appends ``(attempt, y, k0)`` to ``record`` when given."""
+    tab = stepper.tab
     batch, n_t = y0.shape[0], times.shape[1]
     t0, t_end = times[:, 0], times[:, -1]
     direction = torch.where(t_end >= t0, 1.0, -1.0).to(times)
@@ -301,10 +456,7 @@ def _adaptive(field, y0, times, tab, rtol, atol, config, stats):
         return pieces
     ascending = times * direction.unsqueeze(1)  # rows sorted, for searchsorted
     columns = torch.arange(n_t, device=y0.device)
-    poly = torch.as_tensor(tab.dense_polynomials(), dtype=y0.dtype, device=y0.device).t()
-    powers = torch.arange(poly.shape[0], device=y0.device)
     order = tab.control_order
-    stepper = _Stepper(field, tab, y0)
     t, y = t0.clone(), y0
     k0 = field(t, y)
     if config.first_step is None:
@@ -328,31 +480,31 @@ def _adaptive(field, y0, times, tab, rtol, atol, config, stats):
         passed = torch.where(accepted, passed.squeeze(1), index)
         due = (columns >= index.unsqueeze(1)) & (columns < passed.unsqueeze(1))
         rows, cols = torch.nonzero(due, as_tuple=True)
-        if rows.numel():
-            theta = (times[rows, cols] - t[rows]) / h_try[rows]
-            weights = theta.to(y.dtype).unsqueeze(1).pow(powers) @ poly
-            h_rows = h_try[rows].to(y.dtype).unsqueeze(1)
-            step = torch.bmm(weights.unsqueeze(1), stages[:, rows].transpose(0, 1)).squeeze(1)
-            value = torch.where(
-                (theta >= 1.0).unsqueeze(1), y1[rows], torch.addcmul(y[rows], h_rows, step)
-            )
-            pieces.append((rows, cols, value))
-        index = passed
-        keep = accepted.unsqueeze(1)
-        t = torch.where(accepted, t_new, t)
-        y = torch.where(keep, y1, y)
         active = ~done
-        done = index >= n_t
+        index, done = passed, passed >= n_t
+        finished = bool(done.all())
+        attempt = _Attempt(
+            t=t,
+            h=h_try,
+            accepted=accepted,
+            t_next=torch.where(accepted, t_new, t),
+            rows=rows,
+            cols=cols,
+            theta=(times[rows, cols] - t[rows]) / h_try[rows],
+            carry=not finished and (tab.fsal or bool(accepted.any())),
+        )
+        if record is not None:
+            record.append((attempt, y, k0))
+        y, k0, value = stepper.advance(attempt, y, k0, y1, stages)
+        if value is not None:
+            pieces.append((rows, cols, value))
+        t = attempt.t_next
         n_active, n_accepted = active.sum(), accepted.sum()
         accepted_total = accepted_total + n_accepted
         rejected_total = rejected_total + (n_active - n_accepted)
         attempts += 1
-        if bool(done.all()):
+        if finished:
             break
-        if tab.fsal:
-            k0 = torch.where(keep, stages[-1], k0)
-        elif bool(accepted.any()):  # a new start needs f there (not after all rejections)
-            k0 = torch.where(keep, field(t, y), k0)
         h = h_try * _step_factor(ratio, accepted, order)
         # steps shrink only when rejected: check for underflow after rejections only
         rejected = active & ~accepted if bool(n_active != n_accepted) else None
@@ -402,9 +554,10 @@ def _check_progress(attempts, max_steps, done, t, h, ratio, rejected, times) -> 
         )
 
 
-def _fixed(field, y0, times, tab, config, stats):
+def _fixed(field, stepper: _Stepper, y0, times, config, stats, record=None):
     """Steps of ``step_size`` from each sample's t0 (``t0 + k h``, as ``solve``), or from
-    output time to output time without one, landing exactly on every output time."""
+    output time to output time without one, landing exactly on every output time; appends
+    ``(attempt, y, None)`` to ``record`` when given."""
     batch = y0.shape[0]
     n_t = times.shape[1]
     t0, t_end = times[:, 0], times[:, -1]
@@ -418,7 +571,6 @@ def _fixed(field, y0, times, tab, config, stats):
     # grid points this close to an output time merge into it (``rk._fixed_grid``'s rule)
     merge = 1e-9 * (t_end - t0).abs().clamp(min=1e-30)
     k = torch.zeros_like(t0)  # grid points consumed
-    stepper = _Stepper(field, tab, y0)
     t, y = t0.clone(), y0
     steps = 0
     while not bool(done.all()):
@@ -436,14 +588,25 @@ def _fixed(field, y0, times, tab, config, stats):
             t_next = torch.where(grid_first, t_grid, t_out)
             k = k + (grid_first | ((t_grid - t_out).abs() <= merge))
         h = torch.where(active, t_next - t, 0.0)
-        y1, _ = stepper.step(t, h, y, field(t, y))
         lands = active & (t_next == t_out)
         rows = torch.nonzero(lands).flatten()
-        if rows.numel():
-            pieces.append((rows, index[rows], y1[rows]))
+        attempt = _Attempt(
+            t=t,
+            h=h,
+            accepted=active,
+            t_next=torch.where(active, t_next, t),
+            rows=rows,
+            cols=index[rows],
+            theta=None,
+            carry=False,
+        )
+        if record is not None:
+            record.append((attempt, y, None))
+        y, _, value = stepper.take(attempt, y, None)
+        if value is not None:
+            pieces.append((rows, attempt.cols, value))
         index = index + lands
-        t = torch.where(active, t_next, t)
-        y = torch.where(active.unsqueeze(1), y1, y)
+        t = attempt.t_next
         done = index >= n_t
         stats.steps_accepted += int(active.sum())
         steps += 1

@@ -217,6 +217,61 @@ def test_gradients_match_solve_alone_and_finite_differences():
     assert abs(float(grads[1][0, 0]) - float(up - down) / (2 * eps)) < 1e-6
 
 
+@pytest.mark.parametrize(
+    "method, step_size", [("dopri5", None), ("fehlberg2", None), ("tsit5", None), ("rk4", 0.1)]
+)
+def test_checkpoint_gradients_equal_backprop(method, step_size):
+    """Exact gradients of the same discrete solve, with the forward run without a graph."""
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)
+    ).double()
+    grad_modes = []
+
+    def field(s, y):
+        grad_modes.append(torch.is_grad_enabled())
+        return net(torch.cat([y, s[:, None]], 1))
+
+    t = torch.stack(
+        [torch.linspace(0, 1, 5), torch.linspace(0, 2, 5), torch.linspace(1, -1, 5)]
+    ).double()
+    y0 = torch.randn(3, 2, dtype=torch.float64)
+    weights = torch.randn(5, 3, 2, dtype=torch.float64)
+    results = {}
+    for gradient in ("backprop", "checkpoint"):
+        config = SolverConfig(
+            method=method, rtol=1e-6, atol=1e-8, step_size=step_size, gradient=gradient
+        )
+        y = y0.clone().requires_grad_(True)
+        stats = SolveStats()
+        grad_modes.clear()
+        out = solve_independent(field, y, t, config, stats=stats, params=list(net.parameters()))
+        forward_modes = list(grad_modes)
+        grads = torch.autograd.grad((out * weights).sum(), [y, *net.parameters()])
+        results[gradient] = (out.detach(), grads, stats, forward_modes)
+    (out_b, grads_b, stats_b, modes_b), (out_c, grads_c, stats_c, modes_c) = results.values()
+    torch.testing.assert_close(out_c, out_b, rtol=1e-12, atol=1e-13)
+    for gc, gb in zip(grads_c, grads_b):
+        torch.testing.assert_close(gc, gb, rtol=1e-9, atol=1e-11)
+    assert not any(modes_c)  # no graph in the checkpointed forward
+    assert sum(modes_b) >= len(modes_b) - 1  # backprop: all but the first step's probe
+    assert stats_c.nfe_forward == stats_b.nfe_forward
+    assert stats_b.nfe_backward == 0 < stats_c.nfe_backward <= stats_c.nfe_forward
+    assert stats_c.steps_backward > 0
+
+
+def test_checkpoint_gradients_reach_the_params_given():
+    w = torch.tensor([0.7, -1.3], dtype=torch.float64, requires_grad=True)
+    field = lambda s, y: torch.tanh(y * w) + s[:, None]
+    y0 = torch.randn(4, 2, dtype=torch.float64)
+    t = torch.linspace(0, 1, 3, dtype=torch.float64)
+    grads = {}
+    for gradient in ("backprop", "checkpoint"):
+        out = solve_independent(field, y0, t, {"gradient": gradient, "rtol": 1e-7}, params=[w])
+        (grads[gradient],) = torch.autograd.grad(out.sum(), [w])
+    torch.testing.assert_close(grads["checkpoint"], grads["backprop"], rtol=1e-9, atol=1e-12)
+
+
 def test_bad_inputs_say_what_to_do():
     y0 = torch.ones(2, 3)
     field = lambda s, y: -y
@@ -230,7 +285,7 @@ def test_bad_inputs_say_what_to_do():
         solve_independent(field, y0, torch.tensor([[0.0, float("nan")], [0.0, 1.0]]))
     with pytest.raises(SolverConfigError, match="radau5"):
         solve_independent(field, y0, torch.tensor([0.0, 1.0]), {"method": "radau5"})
-    with pytest.raises(SolverConfigError, match="backprop only"):
+    with pytest.raises(SolverConfigError, match=r"no adjoint gradients.*checkpoint"):
         solve_independent(
             field, y0.requires_grad_(), torch.tensor([0.0, 1.0]), {"gradient": "adjoint"}
         )
