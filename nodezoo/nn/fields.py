@@ -44,6 +44,8 @@ class ConcatConv2d(nn.Module):
         out = F.conv2d(x, weight[:, 1:], None, conv.stride, conv.padding)
         ones = x.new_ones((1, 1, *x.shape[2:]))
         time_map = F.conv2d(ones, weight[:, :1], None, conv.stride, conv.padding)
+        if isinstance(t, torch.Tensor) and t.dim() == 1:  # one time per sample (solve_independent)
+            t = t.view(-1, 1, 1, 1)
         return out + (time_map * t + conv.bias[:, None, None])
 
 
@@ -128,6 +130,8 @@ class MLPField(nn.Module):
 
     def forward(self, t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
         if self.time_dependent:
+            if isinstance(t, torch.Tensor) and t.dim() == 1 and x.dim() > 1:
+                t = t.view(-1, *[1] * (x.dim() - 1))  # one time per sample (solve_independent)
             tt = torch.ones_like(x[..., :1]) * t
             x = torch.cat([x, tt], dim=-1)
         return self.net(x)

@@ -299,6 +299,9 @@ def test_bad_inputs_say_what_to_do():
         solve_independent(
             field, y0.detach(), torch.tensor([0.0, 1.0]), {"method": "rk4", "step_size": -0.1}
         )
+    repeats = torch.tensor([[0.0, 1.0]] * 2 + [[0.0, 0.0]] * 10)  # rows 2 to 11 repeat a time
+    with pytest.raises(SolverConfigError, match=r"rows 2, 3, 4, 5, 6, 7, 8, 9 \(and 2 more\)\."):
+        solve_independent(field, torch.ones(12, 1), repeats)
     # without a graph to differentiate, the adjoint setting is harmless
     with torch.no_grad():
         solve_independent(field, y0, torch.tensor([0.0, 1.0]), {"gradient": "adjoint"})
