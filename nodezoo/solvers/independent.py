@@ -189,7 +189,7 @@ class _CheckpointedSolve(torch.autograd.Function):
                 g_value = None if value is None else g_out[attempt.cols, attempt.rows]
                 inputs = [y] if k0 is None else [y, k0]
                 found = backprop([y_next, k_next, value], [g_y, g_k, g_value], inputs)
-                g_y = torch.zeros_like(y) if found[0] is None else found[0]
+                g_y = found[0]  # y_next is where(accepted, y1, y): it always depends on y
                 g_k = found[1] if k0 is not None else None
                 problem.stats.steps_backward += 1
             if g_k is not None:  # the first k0 is f(t0, y0)
