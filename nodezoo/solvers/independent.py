@@ -438,10 +438,10 @@ def _step_factor(ratio: torch.Tensor, accepted: torch.Tensor, order: int) -> tor
     """The I-controller's factor per sample (``_ControllerState`` with ``pcoeff=0``): after
     an acceptance in ``[1, ifactor]`` (``ifactor`` for a zero error), after a rejection in
     ``[dfactor, 1]`` (``dfactor`` for a non-finite error)."""
-    factor = torch.nan_to_num(ratio.pow(-1.0 / order).mul_(_SAFETY), nan=_DFACTOR)
-    low = torch.where(accepted, 1.0, _DFACTOR)
-    high = torch.where(accepted, _IFACTOR, 1.0)
-    return torch.clamp(factor, low, high)
+    # a rejected ratio is > 1 (or NaN, mapped to 0), so its factor is below safety < 1 already:
+    # only the lower bound differs between the two cases
+    factor = torch.nan_to_num(ratio.pow(-1.0 / order).mul_(_SAFETY), nan=0.0)
+    return torch.maximum(factor.clamp_(max=_IFACTOR), torch.where(accepted, 1.0, _DFACTOR))
 
 
 def _adaptive(field, stepper: _Stepper, y0, times, rtol, atol, config, stats, record=None):
