@@ -172,6 +172,21 @@ def test_first_steps_from_a_zero_state_or_derivative_and_one_entry_states():
     assert stats.steps_accepted == accepted
 
 
+def test_first_step_and_max_steps_as_solve():
+    t, y0 = per_sample_times(), y0_batch()
+    config = SolverConfig(rtol=1e-6, atol=1e-8, first_step=0.003, gradient="backprop")
+    stats = SolveStats()
+    ys = solve_independent(batch_field, y0, t, config, stats=stats)
+    for b in range(4):
+        ref = solve(sample_field(b), y0[b], t[b], config)
+        torch.testing.assert_close(ys[:, b], ref, rtol=1e-12, atol=1e-13)
+    attempts = (stats.nfe_forward - 1) // 6  # f0, then 6 new stages per dopri5 attempt
+    assert stats.nfe_forward == 1 + 6 * attempts  # no first-step probe with first_step
+    solve_independent(batch_field, y0, t, config.replace(max_steps=attempts))
+    with pytest.raises(MaxStepsExceeded, match=f"max_steps={attempts - 1} attempts"):
+        solve_independent(batch_field, y0, t, config.replace(max_steps=attempts - 1))
+
+
 def test_absolute_tolerance_only():
     t, y0 = per_sample_times(), y0_batch()
     config = SolverConfig(rtol=0.0, atol=1e-8, gradient="backprop")
