@@ -89,6 +89,11 @@ def test_each_sample_gets_what_solve_gives_it_alone(method, step_size):
         accepted += alone.steps_accepted
         rejected += alone.steps_rejected
         max_nfe = max(max_nfe, alone.nfe_forward)
+        one = SolveStats()  # a batch of one: the same evaluations as solve's, no more
+        solve_independent(
+            sample_field(b, stiffness), y0[b : b + 1], t[b : b + 1], config, stats=one
+        )
+        assert one.nfe_forward == alone.nfe_forward
     assert (stats.steps_accepted, stats.steps_rejected) == (accepted, rejected)
     if step_size is None and method != "rk4":
         # whole-batch evaluations: as many as the sample that needs the most; a method without
