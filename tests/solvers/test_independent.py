@@ -158,20 +158,26 @@ def test_each_sample_meets_its_own_tolerance():
 def test_first_steps_from_a_zero_state_or_derivative_and_one_entry_states():
     """The starting-step rule's special cases (y0 = 0; f(t0, y0) = 0) and 1-entry states, each
     sample as ``solve`` alone."""
-    growth = torch.tensor([1.0, 2.0, -1.5, 1.0], dtype=torch.float64)
-    field = lambda s, y: growth[:, None] * s[:, None] * y + (s[:, None] - 0.5) ** 2
-    # row 0: y0 = 0; row 1: f0 = 0; row 3: y0 and f0 below atol (the rule's middle ground)
-    y0 = torch.tensor([[0.0], [1.0], [-2.0], [3e-9]], dtype=torch.float64)
-    t = torch.tensor([[0.0, 1.0], [0.5, 1.5], [0.0, 2.0], [0.50001, 1.0]], dtype=torch.float64)
+    growth = torch.tensor([1.0, 2.0, -1.5, 1.0, 0.0], dtype=torch.float64)
+    late = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+
+    def sample(s, y, b):
+        return growth[b] * s * y + (1 - late[b]) * (s - 0.5) ** 2 + late[b] * torch.relu(s - 0.5)
+
+    field = lambda s, y: torch.stack([sample(s[b], y[b], b) for b in range(5)])
+    # row 0: y0 = 0; row 1: f0 = 0; row 3: y0 and f0 below atol (the rule's middle ground);
+    # row 4: f = 0 until t = 0.5, so f0 and the probe's f1 are both 0
+    y0 = torch.tensor([[0.0], [1.0], [-2.0], [3e-9], [1.0]], dtype=torch.float64)
+    t = torch.tensor(
+        [[0.0, 1.0], [0.5, 1.5], [0.0, 2.0], [0.50001, 1.0], [0.0, 1.0]], dtype=torch.float64
+    )
     config = SolverConfig(rtol=1e-6, atol=1e-8, gradient="backprop")
     stats = SolveStats()
     ys = solve_independent(field, y0, t, config, stats=stats)
     accepted = 0
-    for b in range(4):
+    for b in range(5):
         alone = SolveStats()
-        ref = solve(
-            lambda s, y, b=b: growth[b] * s * y + (s - 0.5) ** 2, y0[b], t[b], config, stats=alone
-        )
+        ref = solve(lambda s, y, b=b: sample(s, y, b), y0[b], t[b], config, stats=alone)
         torch.testing.assert_close(ys[:, b], ref, rtol=1e-12, atol=1e-13)
         accepted += alone.steps_accepted
     assert stats.steps_accepted == accepted
