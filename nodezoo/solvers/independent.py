@@ -444,14 +444,19 @@ def _step_factor(ratio: torch.Tensor, accepted: torch.Tensor, order: int) -> tor
     return torch.maximum(factor.clamp_(max=_IFACTOR), torch.where(accepted, 1.0, _DFACTOR))
 
 
+def _start(y0, times):
+    """Where both loops start: each row's t0, t_end and direction (rows are strictly monotone:
+    never 0), the output pieces so far (y0 at t0) and each sample's next output index."""
+    t0, t_end = times[:, 0], times[:, -1]
+    first = (torch.arange(y0.shape[0], device=y0.device), torch.zeros_like(t0, dtype=torch.long))
+    return t0, t_end, (t_end - t0).sign(), [(*first, y0)], torch.ones_like(first[1])
+
+
 def _adaptive(field, stepper: _Stepper, y0, times, rtol, atol, config, stats, record=None):
     """The adaptive loop; appends ``(attempt, y, k0)`` to ``record`` when given."""
     tab = stepper.tab
     batch, n_t = y0.shape[0], times.shape[1]
-    t0, t_end = times[:, 0], times[:, -1]
-    direction = (t_end - t0).sign()  # rows are strictly monotone: never 0
-    pieces = [(torch.arange(batch, device=y0.device), torch.zeros_like(t0, dtype=torch.long), y0)]
-    index = torch.ones(batch, dtype=torch.long, device=y0.device)  # each sample's next output
+    t0, t_end, direction, pieces, index = _start(y0, times)
     if n_t == 1:
         return pieces
     ascending = times * direction.unsqueeze(1)  # rows sorted, for searchsorted
@@ -558,12 +563,8 @@ def _fixed(field, stepper: _Stepper, y0, times, config, stats, record=None):
     """Steps of ``step_size`` from each sample's t0 (``t0 + k h``, as ``solve``), or from
     output time to output time without one, landing exactly on every output time; appends
     ``(attempt, y, None)`` to ``record`` when given."""
-    batch = y0.shape[0]
     n_t = times.shape[1]
-    t0, t_end = times[:, 0], times[:, -1]
-    direction = (t_end - t0).sign()  # rows are strictly monotone: never 0
-    pieces = [(torch.arange(batch, device=y0.device), torch.zeros_like(t0, dtype=torch.long), y0)]
-    index = torch.ones(batch, dtype=torch.long, device=y0.device)
+    t0, t_end, direction, pieces, index = _start(y0, times)
     done = index >= n_t
     step_size = config.step_size
     if step_size is not None and step_size <= 0:
