@@ -226,7 +226,7 @@ def _batch_times(t, y0: torch.Tensor) -> torch.Tensor:
     t = t.detach().to(torch.float64)
     if not bool(torch.isfinite(t).all()):
         bad = torch.nonzero(~torch.isfinite(t).all(1)).flatten().tolist()
-        raise SolverConfigError(f"t has NaN or infinite values in rows {_rows(bad)}.")
+        raise SolverConfigError(f"t has NaN or infinite values in {_listed('row', bad)}.")
     if t.shape[1] > 1:
         d = t.diff(dim=1)
         monotone = (d > 0).all(1) | (d < 0).all(1)
@@ -234,7 +234,7 @@ def _batch_times(t, y0: torch.Tensor) -> torch.Tensor:
             bad = torch.nonzero(~monotone).flatten().tolist()
             raise SolverConfigError(
                 f"Each row of t must be strictly increasing or strictly decreasing (no "
-                f"repeats); not so in rows {_rows(bad)}. Sort each sample's times first."
+                f"repeats); not so in {_listed('row', bad)}. Sort each sample's times first."
             )
     return t
 
@@ -244,7 +244,8 @@ def _check_method(config: SolverConfig) -> None:
     if spec.family != "runge_kutta":
         raise SolverConfigError(
             f"solve_independent runs explicit Runge–Kutta methods (dopri5, tsit5, bosh3, "
-            f"rk4, ...); {config.method!r} is a {spec.family} method. Use solve(...) for it."
+            f"rk4, ...); {config.method!r} is not one (family {spec.family!r}). Use solve(...) "
+            "for it."
         )
     if config.backend != "native":
         raise SolverConfigError(
@@ -252,9 +253,11 @@ def _check_method(config: SolverConfig) -> None:
         )
 
 
-def _rows(indices: list[int]) -> str:
+def _listed(noun: str, indices: list[int]) -> str:
+    """``"row 3"``, ``"rows 1, 4"``, ``"rows 0, 1, ..., 7 (and 5 more)"``."""
     shown = ", ".join(map(str, indices[:8]))
-    return f"{shown} (and {len(indices) - 8} more)" if len(indices) > 8 else shown
+    more = f" (and {len(indices) - 8} more)" if len(indices) > 8 else ""
+    return f"{noun}{'s' if len(indices) > 1 else ''} {shown}{more}"
 
 
 class _BatchField:
@@ -527,7 +530,7 @@ def _check_progress(attempts, max_steps, done, t, h, ratio, rejected, times) -> 
         rows = torch.nonzero(active).flatten().tolist()
         b = rows[0]
         raise MaxStepsExceeded(
-            f"Reached max_steps={max_steps} attempts with samples {_rows(rows)} unfinished "
+            f"Reached max_steps={max_steps} attempts with {_listed('sample', rows)} unfinished "
             f"(sample {b} at t={float(t[b]):.6g} of [{float(times[b, 0]):.6g}, "
             f"{float(times[b, -1]):.6g}], step size {float(h[b]):.3g}). The problem may be "
             "stiff or the tolerances too tight; raise max_steps, loosen rtol/atol, or "
@@ -543,14 +546,14 @@ def _check_progress(attempts, max_steps, done, t, h, ratio, rejected, times) -> 
         b = rows[0]
         if not bool(torch.isfinite(ratio[b])):
             raise NonFiniteState(
-                f"The state or the vector field became NaN or infinite for samples "
-                f"{_rows(rows)} (sample {b} near t={float(t[b]):.6g}), at ever smaller steps. "
-                "Check func for divisions by zero or overflow there.",
+                f"The state or the vector field became NaN or infinite for "
+                f"{_listed('sample', rows)} (sample {b} near t={float(t[b]):.6g}), at ever "
+                "smaller steps. Check func for divisions by zero or overflow there.",
                 t=float(t[b]),
                 step_size=float(h[b]),
             )
         raise StepSizeUnderflow(
-            f"Step size underflowed for samples {_rows(rows)} (sample {b} at "
+            f"Step size underflowed for {_listed('sample', rows)} (sample {b} at "
             f"t={float(t[b]):.6g}, step {float(h[b]):.3g}): the solution changes too fast for "
             "this tolerance (stiff or blowing-up dynamics). Loosen rtol/atol, use float64, or "
             "regularise the dynamics.",
@@ -614,7 +617,7 @@ def _fixed(field, stepper: _Stepper, y0, times, config, stats, record=None):
         if steps >= config.max_steps and not bool(done.all()):
             raise MaxStepsExceeded(
                 f"step_size={step_size} needs more than max_steps={config.max_steps} steps for "
-                f"samples {_rows(torch.nonzero(~done).flatten().tolist())}. Use a larger "
+                f"{_listed('sample', torch.nonzero(~done).flatten().tolist())}. Use a larger "
                 "step_size or raise max_steps.",
                 t=float(t[~done][0]),
                 step_size=step_size,
@@ -623,7 +626,7 @@ def _fixed(field, stepper: _Stepper, y0, times, config, stats, record=None):
     if not bool(finite.all()):
         rows = torch.nonzero(~finite).flatten().tolist()
         raise NonFiniteState(
-            f"The solution became NaN or infinite for samples {_rows(rows)}. Use a smaller "
+            f"The solution became NaN or infinite for {_listed('sample', rows)}. Use a smaller "
             "step_size or an adaptive method (dopri5), or check func for overflow.",
             step_size=step_size,
         )

@@ -31,12 +31,20 @@ from nodezoo.solvers import (
     odeint_dense,
     odeint_event,
     solve,
+    solve_independent,
 )
 from nodezoo.solvers.newton import check_block_size
 
 F64 = torch.float64
 Y0 = torch.ones(1, dtype=F64)
 T = torch.tensor([0.0, 1.0], dtype=F64)
+Y2 = torch.ones(2, 1, dtype=F64)  # a batch of two, for solve_independent
+T2 = T
+
+
+def nan_after_half_rows(t, y):
+    """nan_after_half with one time per sample (solve_independent)."""
+    return torch.where(t[:, None] <= 0.5, -1.0, torch.nan) * y
 
 
 def decay(t, y):
@@ -1001,6 +1009,158 @@ ROWS = [
             "size is less than spacing between numbers. Try another options['solver'] "
             "(Radau or BDF for stiff problems), loosen rtol/atol, or check the vector field "
             "for a blow-up."
+        ),
+    ),
+    (
+        "independent-tuple-state",
+        lambda: solve_independent(decay, (Y2, Y2), T2),
+        SolverConfigError,
+        (
+            "solve_independent takes y0 as one tensor of shape (batch, ...); concatenate the "
+            "parts of a tuple state along their last dimension."
+        ),
+    ),
+    (
+        "independent-no-batch-dimension",
+        lambda: solve_independent(decay, torch.tensor(1.0, dtype=F64), T2),
+        SolverConfigError,
+        ("y0 must have a batch dimension first, shape (batch, ...); got ()."),
+    ),
+    (
+        "independent-integer-times",
+        lambda: solve_independent(decay, Y2, torch.tensor([0, 1])),
+        SolverConfigError,
+        ("t has dtype torch.int64; use floating-point times (t.float())."),
+    ),
+    (
+        "independent-times-require-grad",
+        lambda: solve_independent(decay, Y2, T2.clone().requires_grad_()),
+        SolverConfigError,
+        (
+            "solve_independent has no gradients with respect to t; detach t (t.detach()), or use "
+            "solve(...) with one shared time grid, which differentiates t."
+        ),
+    ),
+    (
+        "independent-times-shape",
+        lambda: solve_independent(decay, Y2, torch.zeros(3, 2, dtype=F64)),
+        SolverConfigError,
+        (
+            "t must be (batch, n_t) = (2, n_t) with n_t >= 1, or (n_t,) shared by all samples; "
+            "got shape (3, 2) for y0 of shape (2, 1)."
+        ),
+    ),
+    (
+        "independent-times-nan",
+        lambda: solve_independent(
+            decay, Y2, torch.tensor([[0.0, 1.0], [0.0, float("nan")]], dtype=F64)
+        ),
+        SolverConfigError,
+        ("t has NaN or infinite values in row 1."),
+    ),
+    (
+        "independent-times-not-monotone",
+        lambda: solve_independent(decay, Y2, torch.tensor([[0.0, 1.0], [0.0, 0.0]], dtype=F64)),
+        SolverConfigError,
+        (
+            "Each row of t must be strictly increasing or strictly decreasing (no repeats); not "
+            "so in row 1. Sort each sample's times first."
+        ),
+    ),
+    (
+        "independent-implicit-method",
+        lambda: solve_independent(decay, Y2, T2, {"method": "radau5"}),
+        SolverConfigError,
+        (
+            "solve_independent runs explicit Runge–Kutta methods (dopri5, tsit5, bosh3, rk4, "
+            "...); 'radau5' is not one (family 'implicit'). Use solve(...) for it."
+        ),
+    ),
+    (
+        "independent-torchdiffeq-backend",
+        lambda: solve_independent(decay, Y2, T2, {"backend": "torchdiffeq"}),
+        SolverConfigError,
+        ("solve_independent has no 'torchdiffeq' backend; use backend='native'."),
+    ),
+    (
+        "independent-adjoint",
+        lambda: solve_independent(decay, Y2.clone().requires_grad_(), T2, {"gradient": "adjoint"}),
+        SolverConfigError,
+        (
+            "solve_independent has no adjoint gradients (a per-sample adjoint would carry a "
+            "parameter gradient per sample). Use gradient='checkpoint' (exact, memory of two "
+            "states per step) or 'backprop', or solve(...) for the adjoint."
+        ),
+    ),
+    (
+        "independent-output-shape",
+        lambda: solve_independent(lambda t, y: y[:1], Y2, T2),
+        SolverConfigError,
+        ("func must return dy/dt of y's shape (2, 1); it returned (1, 1)."),
+    ),
+    (
+        "independent-output-dtype",
+        lambda: solve_independent(lambda t, y: y.float(), Y2, T2),
+        SolverConfigError,
+        ("func returned torch.float32 for a torch.float64 state; return the state's dtype."),
+    ),
+    (
+        "independent-max-steps",
+        lambda: solve_independent(
+            lambda t, y: -torch.tensor([[1.0], [1e6]], dtype=F64) * y, Y2, T2, {"max_steps": 20}
+        ),
+        MaxStepsExceeded,
+        (
+            "Reached max_steps=20 attempts with sample 1 unfinished (sample 1 at t=4.58265e-05 of"
+            " [0, 1], step size 3.15e-06). The problem may be stiff or the tolerances too tight; "
+            "raise max_steps, loosen rtol/atol, or regularise the dynamics."
+        ),
+    ),
+    (
+        "independent-underflow",
+        lambda: solve_independent(lambda t, y: y**2, Y2, torch.tensor([0.0, 2.0], dtype=F64)),
+        StepSizeUnderflow,
+        (
+            "Step size underflowed for samples 0, 1 (sample 0 at t=0.999968, step 6e-16): the "
+            "solution changes too fast for this tolerance (stiff or blowing-up dynamics). Loosen "
+            "rtol/atol, use float64, or regularise the dynamics."
+        ),
+    ),
+    (
+        "independent-non-finite",
+        lambda: solve_independent(nan_after_half_rows, Y2, T2),
+        NonFiniteState,
+        (
+            "The state or the vector field became NaN or infinite for samples 0, 1 (sample 0 near"
+            " t=0.5), at ever smaller steps. Check func for divisions by zero or overflow there."
+        ),
+    ),
+    (
+        "independent-negative-step-size",
+        lambda: solve_independent(decay, Y2, T2, {"method": "rk4", "step_size": -0.1}),
+        SolverConfigError,
+        ("step_size must be positive, got -0.1."),
+    ),
+    (
+        "independent-fixed-max-steps",
+        lambda: solve_independent(
+            decay, Y2, T2, {"method": "rk4", "step_size": 0.1, "max_steps": 5}
+        ),
+        MaxStepsExceeded,
+        (
+            "step_size=0.1 needs more than max_steps=5 steps for samples 0, 1. Use a larger "
+            "step_size or raise max_steps."
+        ),
+    ),
+    (
+        "independent-fixed-non-finite",
+        lambda: solve_independent(
+            nan_after_half_rows, Y2, T2, {"method": "rk4", "step_size": 0.25}
+        ),
+        NonFiniteState,
+        (
+            "The solution became NaN or infinite for samples 0, 1. Use a smaller step_size or an "
+            "adaptive method (dopri5), or check func for overflow."
         ),
     ),
     (
