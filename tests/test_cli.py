@@ -309,3 +309,25 @@ def test_unknown_command_lists_the_known_ones(capsys):
     err = capsys.readouterr().err
     assert "'fitt'" in err and all(verb in err for verb in LIGHTNING_SUBCOMMANDS)
     assert set(LIGHTNING_SUBCOMMANDS) <= set(COMMANDS)
+
+
+def test_threads_option_sets_torch_threads_for_any_verb(capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "list"]) == 0
+        assert torch.get_num_threads() == 1
+        assert main(["--threads=2", "list"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert "odenet-fashion-mnist" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--threads", "0", "list"], ["--threads", "two"], ["--threads"]])
+def test_threads_option_rejects_what_is_not_a_count(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nodezoo: error: --threads needs a whole number of at least 1, got ")
+    assert "usage: nodezoo [--threads N] <command>" in err
