@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 
+import torch  # loaded with the package anyway (``nodezoo/__init__`` imports the solvers)
+
 from .errors import USER_ERROR_EXIT, NodezooError
 
 __all__ = ["COMMANDS", "LIGHTNING_SUBCOMMANDS", "main"]
@@ -84,8 +86,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nodezoo: error: {err}\n{usage()}", file=sys.stderr)
         return USER_ERROR_EXIT
     if threads is not None:
-        import torch
-
         torch.set_num_threads(threads)
     if not args or args[0] in ("-h", "--help"):
         print(usage(), file=sys.stdout if args else sys.stderr)
