@@ -281,7 +281,7 @@ def evaluate(c: Contender, data: Data, chunk: int = 2000) -> float:
 
 def _resume_settings(name: str, args) -> dict:
     """What a saved run must share with this one to be continued (not timing-only flags)."""
-    skip = {"datasets", "results_dir", "tag", "no_memory", "resume_every"}
+    skip = {"datasets", "results_dir", "resume_dir", "tag", "no_memory", "resume_every"}
     return {"dataset": name, **{k: v for k, v in sorted(vars(args).items()) if k not in skip}}
 
 
@@ -440,8 +440,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--resume-every", type=int, default=10, metavar="EPOCHS",
-        help="save a resume state in the results dir every EPOCHS epochs; 0: never",
+        help="save a resume state every EPOCHS epochs (in --resume-dir); 0: never",
     )  # fmt: skip
+    parser.add_argument(
+        "--resume-dir",
+        default=None,
+        help="where resume states go (default: the results dir); give a folder outside the "
+        "work tree for runs of hours, so that a fresh checkout can resume them",
+    )
     args = parser.parse_args(argv)
     if args.resume_every < 0:
         parser.error("--resume-every must be >= 0 (0 turns resuming off)")
@@ -470,8 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     tag = args.tag or f"{'_'.join(args.datasets)}_{args.steps}steps"
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
+    states = Path(args.resume_dir or out)
+    states.mkdir(parents=True, exist_ok=True)
     for name in args.datasets:
-        resume = None if args.resume_every == 0 else out / f".cnf_{tag}_{name}.resume.pt"
+        resume = None if args.resume_every == 0 else states / f".cnf_{tag}_{name}.resume.pt"
         result = run_dataset(name, args, resume)
         results["datasets"].append(result)
         texts.append(markdown(result, args))
@@ -480,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / f"cnf_{tag}.md").write_text("\n\n".join(texts) + "\n")
     print(f"\nwrote {out / f'cnf_{tag}.md'} and .json", flush=True)
     for name in args.datasets:  # scored and written: the resume states have done their job
-        (out / f".cnf_{tag}_{name}.resume.pt").unlink(missing_ok=True)
+        (states / f".cnf_{tag}_{name}.resume.pt").unlink(missing_ok=True)
     return 0
 
 

@@ -92,7 +92,7 @@ print(len(DigitsDensityDataModule(**args).pixels("train")))' "$recipe")
     tag="${model}_${steps}steps"
     if [ ! -f "$REPORT/cnf_$tag.md" ]; then
         python benchmarks/cnf.py "${bench[@]}" --models $BASELINES --steps "$steps" \
-            --batch-size "$batch" --tag "$tag" --results-dir "$REPORT"
+            --batch-size "$batch" --tag "$tag" --results-dir "$REPORT" --resume-dir "$RUNS"
     fi
     echo "$name: baselines $(($(date +%s) - start)) s"
     {

@@ -66,17 +66,20 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_result(cnf_bench, tmp_path, 
             raise KeyboardInterrupt
         train_epoch(c, opt, data, epoch, steps)
 
+    # the resume state lives outside the results (a build keeps it out of the work tree)
+    where = ["--results-dir", str(stopped), "--resume-dir", str(tmp_path / "states")]
     monkeypatch.setattr(cnf_bench, "train_epoch", stop_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        cnf_bench.main([*TINY, "--results-dir", str(stopped)])
-    resume = stopped / ".cnf_t_checkerboard.resume.pt"
+        cnf_bench.main([*TINY, *where])
+    resume = tmp_path / "states" / ".cnf_t_checkerboard.resume.pt"
     assert resume.is_file() and not (stopped / "cnf_t.json").exists()
+    assert not list(stopped.glob(".cnf_*"))
 
     epochs_trained = []
     monkeypatch.setattr(
         cnf_bench, "train_epoch", lambda *a: epochs_trained.append(a[3]) or train_epoch(*a)
     )
-    cnf_bench.main([*TINY, "--results-dir", str(stopped)])
+    cnf_bench.main([*TINY, *where])
     assert epochs_trained == [1, 1]  # only the second epoch, once per model
     assert nlls(stopped) == pytest.approx(whole, rel=1e-6)
     assert not resume.exists()
