@@ -187,6 +187,11 @@ def solve_regularised(
     Returns the states at ``t`` (as ``solve`` would) and each integral over the whole of ``t``
     averaged over the batch (0-d tensors that carry gradients in every gradient mode).
     """
+    if config.per_sample:
+        raise ValueError(
+            "RNODE's integrals are solved as a tuple state, which per-sample solves "
+            "(per_sample=True) do not take: turn one of the two off for this block."
+        )
     is_tuple = isinstance(y0, tuple)
     if is_tuple and not hasattr(field, "field_and_regularisers"):
         raise TypeError(

@@ -29,6 +29,9 @@ class SolverConfig:
     method take fixed steps; a fixed-step method (``rk4``...) without one steps from output time
     to output time, as in torchdiffeq. ``method`` is any name of ``methods.method_names()``
     (Runge–Kutta, Adams, ``scipy_solver``); ``checkpoint`` needs a Runge–Kutta method.
+    ``per_sample``: each sample of the batch (the state's first dimension) gets its own steps
+    and error control (``solve_independent``: results independent of the rest of the batch);
+    explicit Runge–Kutta methods with ``backprop`` or ``checkpoint`` gradients.
     """
 
     method: str = "dopri5"
@@ -43,6 +46,7 @@ class SolverConfig:
     adjoint_atol: float | None = None
     seminorm: bool = True
     backend: Backend = "native"
+    per_sample: bool = False
 
     def __post_init__(self):
         problems = self._problems()
@@ -80,6 +84,28 @@ class SolverConfig:
             problems.append(f"max_steps must be a whole number of at least 1, got {steps!r}.")
         if methods_known and None not in tolerances.values():
             problems += self._zero_tolerance_problems(tolerances)
+        if self.per_sample not in (True, False):
+            problems.append(f"per_sample must be true or false, got {self.per_sample!r}.")
+        elif self.per_sample:
+            problems += self._per_sample_problems(methods_known)
+        return problems
+
+    def _per_sample_problems(self, methods_known: bool) -> list[str]:
+        """What ``solve_independent`` cannot do, said when the config is made."""
+        problems = []
+        if self.gradient == "adjoint":
+            problems.append(
+                "per_sample=True differentiates by backprop or checkpoint, not the adjoint (per "
+                "sample it would carry a parameter gradient per sample): set gradient="
+                "'checkpoint' (exact, little memory) or 'backprop'."
+            )
+        if methods_known and get_method(self.method).family != "runge_kutta":
+            problems.append(
+                f"per_sample=True runs explicit Runge–Kutta methods; method={self.method!r} is "
+                "not one (use dopri5, tsit5, bosh3, rk4, ...)."
+            )
+        if self.backend != "native":
+            problems.append("per_sample=True needs backend='native'.")
         return problems
 
     def _zero_tolerance_problems(self, tolerances: dict) -> list[str]:

@@ -14,8 +14,8 @@ import torch
 
 from .config import SolverConfig
 from .errors import SolverConfigError
+from .inputs import check_state, time_dtype, tolerance
 from .methods import get_method
-from .odeint import _check_state, _time_dtype, _tolerance
 from .options import parse_options
 from .rk import FlatField, RungeKutta, integrate
 from .step_control import rms_norm, user_norm
@@ -40,7 +40,7 @@ def odeint_dense(
             "odeint_dense takes a tensor y0 (not a tuple), as torchdiffeq: concatenate the "
             "parts into one tensor."
         )
-    parts, _ = _check_state(y0)
+    parts, _ = check_state(y0)
     spec = get_method(method or "dopri5")
     if spec.family != "runge_kutta" or not spec.adaptive:
         raise SolverConfigError(
@@ -57,15 +57,13 @@ def odeint_dense(
             f"odeint_dense needs t0 != t1 (both are {start}): give an end time t1 before or "
             "after t0."
         )
-    field = FlatField(
-        func, [y0.shape], time_dtype=_time_dtype(y0), device=y0.device, is_tuple=False
-    )
+    field = FlatField(func, [y0.shape], time_dtype=time_dtype(y0), device=y0.device, is_tuple=False)
     norm = rms_norm if opts.norm is None else user_norm(opts.norm, field.unflatten)
     rk = RungeKutta.get(spec.tableau, y0.dtype, y0.device)
     steps: list = []
     integrate(
-        field, y0.reshape(-1), [start, end], rk, rtol=_tolerance(rtol, parts, "rtol"),
-        atol=_tolerance(atol, parts, "atol"), norm=norm,
+        field, y0.reshape(-1), [start, end], rk, rtol=tolerance(rtol, parts, "rtol"),
+        atol=tolerance(atol, parts, "atol"), norm=norm,
         controller=opts.controller, dense=steps, **opts.loop,
     )  # fmt: skip
     direction = 1.0 if end > start else -1.0

@@ -38,8 +38,8 @@ import torch
 
 from .config import SolverConfig
 from .errors import MaxStepsExceeded, NonFiniteState, SolverConfigError, StepSizeUnderflow
+from .inputs import check_state, default_params, time_dtype, tolerance
 from .methods import get_method
-from .odeint import _check_state, _default_params, _time_dtype, _tolerance
 from .stats import SolveStats, _set_last
 from .tableaus import ButcherTableau, get_tableau
 
@@ -86,14 +86,14 @@ def solve_independent(
             "solve_independent takes y0 as one tensor of shape (batch, ...); concatenate the "
             "parts of a tuple state along their last dimension."
         )
-    _check_state(y0)
+    check_state(y0)
     if y0.dim() == 0 or y0.shape[0] == 0:
         raise SolverConfigError(
             f"y0 must have a batch dimension first, shape (batch, ...); got {tuple(y0.shape)}."
         )
     times = _batch_times(t, y0)
     _check_method(config)
-    params = tuple(_default_params(func) if params is None else params)
+    params = tuple(default_params(func) if params is None else params)
     needs_graph = torch.is_grad_enabled() and (
         y0.requires_grad or any(p.requires_grad for p in params)
     )
@@ -108,8 +108,8 @@ def solve_independent(
         field=_BatchField(func, y0, stats),
         tab=tab,
         times=times,
-        rtol=_tolerance(config.rtol, [y0], "rtol"),
-        atol=_tolerance(config.atol, [y0], "atol"),
+        rtol=tolerance(config.rtol, [y0], "rtol"),
+        atol=tolerance(config.atol, [y0], "atol"),
         config=config,
         stats=stats,
     )
@@ -269,7 +269,7 @@ class _BatchField:
 
     def __init__(self, func, y0: torch.Tensor, stats: SolveStats):
         self.func, self.shape, self.stats = func, y0.shape, stats
-        self.time_dtype = _time_dtype(y0)
+        self.time_dtype = time_dtype(y0)
         self.checked = False
         self.counter = "nfe_forward"  # the checkpoint's backward pass counts nfe_backward
 

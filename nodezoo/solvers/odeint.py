@@ -7,16 +7,17 @@ backend, adds gradients with respect to the times, and records statistics.
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 
-from .config import SolverConfig, tolerance_values
-from .errors import NonFiniteInitialState, SolverConfigError
+from .config import SolverConfig
+from .errors import SolverConfigError
 from .events import combined_event_fn, with_event_gradient
 from .gradients import AdjointSettings, AdjointSolve, CheckpointSolve, FlatProblem, tuple_norm
+from .independent import solve_independent
+from .inputs import State, check_state, default_params, time_dtype, tolerance
 from .methods import MethodSpec, get_method
 from .options import options_dict, parse_options
 from .rk import EventSearch, FlatField, StepHooks
@@ -24,64 +25,7 @@ from .stats import SolveStats, _set_last
 from .step_control import mixed_norm, rms_norm, user_norm
 from .step_control import seminorm as measure_first
 
-State = torch.Tensor | tuple[torch.Tensor, ...]
-
 _CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
-
-
-def _check_state(y0: State) -> tuple[list[torch.Tensor], bool]:
-    is_tuple = isinstance(y0, (tuple, list))
-    parts = list(y0) if is_tuple else [y0]
-    if not parts:
-        raise SolverConfigError("y0 is an empty tuple; give at least one tensor.")
-    for i, p in enumerate(parts):
-        name = f"y0[{i}]" if is_tuple else "y0"
-        if not isinstance(p, torch.Tensor):
-            raise SolverConfigError(f"{name} must be a torch.Tensor, got {type(p).__name__}.")
-        if not p.is_floating_point():
-            raise SolverConfigError(
-                f"{name} has dtype {p.dtype}; ODE states must be floating point "
-                "(e.g. y0.float() or y0.double())."
-            )
-        if p.dtype != parts[0].dtype or p.device != parts[0].device:
-            raise SolverConfigError(
-                f"All parts of a tuple state must share dtype and device: y0[0] is "
-                f"{parts[0].dtype} on {parts[0].device}, {name} is {p.dtype} on {p.device}."
-            )
-    if not all(_all_finite(p) for p in parts):  # one check per solve
-        raise NonFiniteInitialState(_non_finite_report(parts, is_tuple))
-    return parts, is_tuple
-
-
-def _all_finite(x: torch.Tensor) -> bool:
-    """Whether every entry is finite: a finite sum proves it (NaN and inf propagate), at a
-    twentieth of ``isfinite(x).all()``'s cost; only a non-finite sum (or an overflow) looks
-    entry by entry. Detached, so nothing is recorded for autograd."""
-    total = x.detach().sum()
-    if math.isfinite(total.abs() if total.is_complex() else total):
-        return True
-    return bool(torch.isfinite(x.detach()).all())
-
-
-def _non_finite_report(parts: list[torch.Tensor], is_tuple: bool) -> str:
-    """How many entries of y0 (of which part) are NaN or infinite, and where to look."""
-    found = []
-    for i, p in enumerate(p.detach() for p in parts):
-        nan = int(torch.isnan(p).sum())
-        inf = int(torch.isinf(p).sum())
-        if nan or inf:
-            counts = " and ".join(
-                f"{n} {kind}" for n, kind in ((nan, "NaN"), (inf, "infinite")) if n
-            )
-            found.append(
-                f"{f'y0[{i}] has ' if is_tuple else ''}{counts} of its {p.numel()} "
-                f"{'entry' if p.numel() == 1 else 'entries'}"
-            )
-    return (
-        f"y0 is not finite: {'; '.join(found)}, so no solve can start from it. Check the initial "
-        "state before solving; in a model, check the input data and the layers before the ODE "
-        "block (a diverging run makes them NaN: lower the learning rate or clip gradients)."
-    )
 
 
 def _check_times(t: torch.Tensor, y: torch.Tensor) -> list[float]:
@@ -108,28 +52,6 @@ def _check_times(t: torch.Tensor, y: torch.Tensor) -> list[float]:
             "Sort the output times (and drop duplicates) before solving."
         )
     return times
-
-
-def _tolerance(tol, parts: list[torch.Tensor], name: str):
-    """A float, or a per-part tensor (torchdiffeq allows one per tuple entry). Any form
-    ``SolverConfig`` accepts: Python and numpy numbers, 0-d arrays and tensors, sequences."""
-    values = tolerance_values(tol)
-    if values is None:
-        raise SolverConfigError(f"{name} must be non-negative, got {tol}.")
-    if len(values) == 1:
-        return values[0]
-    if len(values) == len(parts):
-        return torch.cat([p.new_full((p.numel(),), v) for v, p in zip(values, parts)])
-    raise SolverConfigError(
-        f"{name} must be a float or one float per tuple entry ({len(parts)}); got "
-        f"{len(values)} values."
-    )
-
-
-def _default_params(func: Callable) -> tuple[torch.Tensor, ...]:
-    if isinstance(func, torch.nn.Module):
-        return tuple(p for p in func.parameters() if p.requires_grad)
-    return ()
 
 
 def _bind_grid(grid_constructor, func, field: FlatField, state_view=None):
@@ -243,10 +165,13 @@ def solve(
     ``_adjoint`` forms in the adjoint's backward solve) are called as ``cb(t0, y0, dt)``.
     """
     config = SolverConfig.from_dict(config)
+    if config.per_sample:
+        return _solve_per_sample(func, y0, t, config, params, stats, options, adjoint_options,
+                                 event_fn)  # fmt: skip
     if stats is None:
         stats = SolveStats()
     _set_last(stats)
-    parts, is_tuple = _check_state(y0)
+    parts, is_tuple = check_state(y0)
     if config.backend == "torchdiffeq":
         if event_fn is not None:
             raise SolverConfigError(
@@ -291,10 +216,10 @@ def solve(
     adaptive = adaptive and opts.loop.get("step_size") is None
     shapes = [p.shape for p in parts]
     field = FlatField(
-        func, shapes, time_dtype=_time_dtype(y_ref), device=y_ref.device, is_tuple=is_tuple
+        func, shapes, time_dtype=time_dtype(y_ref), device=y_ref.device, is_tuple=is_tuple
     )
-    rtol = _tolerance(config.rtol, parts, "rtol")
-    atol = _tolerance(config.atol, parts, "atol")
+    rtol = tolerance(config.rtol, parts, "rtol")
+    atol = tolerance(config.atol, parts, "atol")
     if opts.norm is None:
         norm = mixed_norm(field.sizes) if is_tuple else rms_norm
     else:
@@ -323,7 +248,7 @@ def solve(
     )
     grad_enabled = torch.is_grad_enabled()
     if params is None:  # without grad mode nothing reads them: skip walking the modules
-        params = _default_params(func) if grad_enabled else ()
+        params = default_params(func) if grad_enabled else ()
     params = tuple(params)
     t_needs_grad = isinstance(t, torch.Tensor) and t.requires_grad and grad_enabled
     y0_given = y0_flat
@@ -367,9 +292,16 @@ def solve(
     return _unflatten_outputs(ys, parts, is_tuple)
 
 
-def _time_dtype(y: torch.Tensor) -> torch.dtype:
-    """torchdiffeq's rule: func sees t in the state's (real) dtype, whatever t's dtype."""
-    return y.real.dtype if y.is_complex() else y.dtype
+def _solve_per_sample(func, y0, t, config, params, stats, options, adjoint_options, event_fn):
+    """``SolverConfig(per_sample=True)``: ``solve_independent``, which takes no options."""
+    given = [name for name, value in (("options", options), ("adjoint_options", adjoint_options),
+             ("event_fn", event_fn)) if value]  # fmt: skip
+    if given:
+        raise SolverConfigError(
+            f"per_sample=True solves take no {', '.join(given)}: give the settings in the "
+            "SolverConfig, or set per_sample=False."
+        )
+    return solve_independent(func, y0, t, config, params=params, stats=stats)
 
 
 def _adjoint_settings(

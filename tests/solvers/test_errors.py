@@ -279,12 +279,12 @@ def test_odeint_dense_checks_tolerances_too():
 def test_y0_check_records_nothing_for_autograd():
     """The finiteness check must not add to the activation memory: isfinite on a tensor that
     requires grad would save it (through abs) for a backward that never comes."""
-    from nodezoo.solvers.odeint import _check_state
+    from nodezoo.solvers.inputs import check_state
 
     saved = []
     y0 = (torch.ones(3, requires_grad=True), torch.ones(2, requires_grad=True))
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        _check_state(y0)
+        check_state(y0)
     assert saved == []
 
 

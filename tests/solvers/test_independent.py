@@ -403,3 +403,29 @@ def test_exported_at_the_top():
     import nodezoo
 
     assert nodezoo.solve_independent is solvers.solve_independent is solve_independent
+
+
+def test_per_sample_config_makes_solve_and_ode_blocks_solve_each_sample_alone():
+    """``SolverConfig(per_sample=True)``: ``solve`` hands over to ``solve_independent``, so an
+    ``ODEBlock`` (any model, any recipe) gives each sample what it gets alone."""
+    from nodezoo.nn import ConvODEField, ODEBlock
+
+    t, y0 = per_sample_times(), y0_batch()
+    config = SolverConfig(rtol=1e-7, atol=1e-9, gradient="backprop", per_sample=True)
+    torch.testing.assert_close(
+        solve(batch_field, y0, t, config),
+        solve_independent(batch_field, y0, t, config.replace(per_sample=False)),
+        rtol=0,
+        atol=0,
+    )
+    torch.manual_seed(0)
+    block = ODEBlock(ConvODEField(8), {"per_sample": True, "gradient": "checkpoint"}).double()
+    images = torch.randn(5, 8, 4, 4, dtype=torch.float64)
+    together = block(images)
+    together.sum().backward()
+    assert block.stats.nfe_backward > 0
+    for b in (0, 3):
+        torch.testing.assert_close(block(images[b : b + 1]), together[b : b + 1].detach())
+    block.regularisation = {"kinetic": 0.1}
+    with pytest.raises(ValueError, match="per_sample=True"):
+        block(images)

@@ -267,9 +267,44 @@ ROWS = [
         (
             "2 solver settings are invalid:\n  - Unknown solver setting(s) ['methd']; valid "
             "keys are ['adjoint_atol', 'adjoint_method', 'adjoint_rtol', 'atol', 'backend', "
-            "'first_step', 'gradient', 'max_steps', 'method', 'rtol', 'seminorm', "
-            "'step_size'].\n  - rtol must be a non-negative number (or one per tuple "
-            "entry), got -1 (int)."
+            "'first_step', 'gradient', 'max_steps', 'method', 'per_sample', 'rtol', "
+            "'seminorm', 'step_size'].\n  - rtol must be a non-negative number (or one per "
+            "tuple entry), got -1 (int)."
+        ),
+    ),
+    (
+        "config-per-sample-adjoint-implicit",
+        lambda: SolverConfig(per_sample=True, method="radau5"),
+        SolverConfigError,
+        (
+            "2 solver settings are invalid:\n  - per_sample=True differentiates by backprop or "
+            "checkpoint, not the adjoint (per sample it would carry a parameter gradient per "
+            "sample): set gradient='checkpoint' (exact, little memory) or 'backprop'.\n  - "
+            "per_sample=True runs explicit Runge–Kutta methods; method='radau5' is not one "
+            "(use dopri5, tsit5, bosh3, rk4, ...)."
+        ),
+    ),
+    (
+        "config-per-sample-backend",
+        lambda: SolverConfig(per_sample=True, gradient="backprop", backend="torchdiffeq"),
+        SolverConfigError,
+        "per_sample=True needs backend='native'.",
+    ),
+    (
+        "config-per-sample-not-a-bool",
+        lambda: SolverConfig(per_sample="yes", gradient="backprop"),
+        SolverConfigError,
+        "per_sample must be true or false, got 'yes'.",
+    ),
+    (
+        "per-sample-solve-with-options",
+        lambda: solve(
+            decay, Y2, T, {"per_sample": True, "gradient": "backprop"}, options={"step_size": 0.1}
+        ),
+        SolverConfigError,
+        (
+            "per_sample=True solves take no options: give the settings in the SolverConfig, or "
+            "set per_sample=False."
         ),
     ),
     # --- StepController
