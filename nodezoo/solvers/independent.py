@@ -38,7 +38,7 @@ import torch
 
 from .config import SolverConfig
 from .errors import MaxStepsExceeded, NonFiniteState, SolverConfigError, StepSizeUnderflow
-from .inputs import check_state, default_params, time_dtype, tolerance
+from .inputs import check_state, check_time_tensor, default_params, time_dtype, tolerance
 from .methods import get_method
 from .stats import SolveStats, _set_last
 from .tableaus import ButcherTableau, get_tableau
@@ -208,12 +208,7 @@ def _batch_times(t, y0: torch.Tensor) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         t = torch.as_tensor(t, dtype=torch.float64)
     batch = y0.shape[0]
-    if not t.is_floating_point():
-        raise SolverConfigError(f"t has dtype {t.dtype}; use floating-point times (t.float()).")
-    if t.device != y0.device:
-        raise SolverConfigError(
-            f"t is on {t.device} but y0 is on {y0.device}; put both on the same device."
-        )
+    check_time_tensor(t, y0)
     if t.requires_grad and torch.is_grad_enabled():
         raise SolverConfigError(
             "solve_independent has no gradients with respect to t; detach t (t.detach()), or "

@@ -95,3 +95,13 @@ def default_params(func: Callable) -> tuple[torch.Tensor, ...]:
 def time_dtype(y: torch.Tensor) -> torch.dtype:
     """torchdiffeq's rule: func sees t in the state's (real) dtype, whatever t's dtype."""
     return y.real.dtype if y.is_complex() else y.dtype
+
+
+def check_time_tensor(t: torch.Tensor, y: torch.Tensor) -> None:
+    """Output times must be floating point and on the state's device."""
+    if not t.is_floating_point():
+        raise SolverConfigError(f"t has dtype {t.dtype}; use floating-point times (t.float()).")
+    if t.device != y.device:
+        raise SolverConfigError(
+            f"t is on {t.device} but y0 is on {y.device}; put both on the same device."
+        )

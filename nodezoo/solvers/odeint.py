@@ -17,7 +17,14 @@ from .errors import SolverConfigError
 from .events import combined_event_fn, with_event_gradient
 from .gradients import AdjointSettings, AdjointSolve, CheckpointSolve, FlatProblem, tuple_norm
 from .independent import solve_independent
-from .inputs import State, check_state, default_params, time_dtype, tolerance
+from .inputs import (
+    State,
+    check_state,
+    check_time_tensor,
+    default_params,
+    time_dtype,
+    tolerance,
+)
 from .methods import MethodSpec, get_method
 from .options import options_dict, parse_options
 from .rk import EventSearch, FlatField, StepHooks
@@ -35,12 +42,7 @@ def _check_times(t: torch.Tensor, y: torch.Tensor) -> list[float]:
         raise SolverConfigError(
             f"t must be a non-empty 1-D tensor of times, got shape {tuple(t.shape)}."
         )
-    if not t.is_floating_point():
-        raise SolverConfigError(f"t has dtype {t.dtype}; use floating-point times (t.float()).")
-    if t.device != y.device:
-        raise SolverConfigError(
-            f"t is on {t.device} but y0 is on {y.device}; put both on the same device."
-        )
+    check_time_tensor(t, y)
     times = t.detach().cpu().tolist()
     if any(v != v or v in (float("inf"), float("-inf")) for v in times):
         raise SolverConfigError(f"t contains NaN or infinite values: {times}.")
