@@ -47,7 +47,7 @@ import nodezoo
 from nodezoo.solvers import SolverConfig
 
 
-def torchode_solver(field, tol: float, backprop: bool):
+def torchode_solver(field, tol: float):
     """torchode's per-sample dopri5 (its native mode), no gradient through step control
     (nodezoo has none either); returns ``solve(y0, t_eval) -> (n_t, batch, dim)``."""
     import torchode
@@ -63,7 +63,7 @@ def torchode_solver(field, tol: float, backprop: bool):
     return solve
 
 
-def nodezoo_solver(field, tol: float, backprop: bool):
+def nodezoo_solver(field, tol: float):
     config = SolverConfig(method="dopri5", rtol=tol, atol=tol, gradient="backprop")
     return lambda y0, t_eval: nodezoo.solve_independent(field, y0, t_eval, config)
 
@@ -154,8 +154,8 @@ def speed_rows(args) -> list[list[str]]:
                 runners, calls, outputs = {}, {}, {}
                 for name, make in SOLVERS.items():
                     counted = Counted(field)
-                    solve_counted = make(counted, tol, mode == "backprop")
-                    solve_timed = make(field, tol, mode == "backprop")
+                    solve_counted = make(counted, tol)
+                    solve_timed = make(field, tol)
                     runners[name] = _runner(solve_timed, y0, t_eval, mode, field)
                     with torch.no_grad():
                         outputs[name] = solve_counted(y0, t_eval)
@@ -239,7 +239,7 @@ def _gradient_solver(library: str, mode: str, field, tol: float):
         config = SolverConfig(method="dopri5", rtol=tol, atol=tol, gradient=mode)
         return lambda y0, t_eval: nodezoo.solve_independent(field, y0, t_eval, config)
     if mode == "backprop":
-        return torchode_solver(field, tol, True)
+        return torchode_solver(field, tol)
     import torchode
 
     term = torchode.ODETerm(field, with_stats=False)

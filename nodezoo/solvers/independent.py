@@ -479,14 +479,14 @@ def _adaptive(field, stepper: _Stepper, y0, times, rtol, atol, config, stats, re
         h_try = torch.where(hits_end, remaining, h)
         y1, stages = stepper.step(t, h_try, y, k0)
         ratio = stepper.error_ratio(stages, y, y1, h_try, rtol, atol)
-        accepted = ~done & (ratio <= 1.0)  # NaN compares False: rejected
+        active = ~done
+        accepted = active & (ratio <= 1.0)  # NaN compares False: rejected
         t_new = torch.where(hits_end, t_end, t + h_try)
         # the outputs each accepted step passed (index <= j < passed), from its dense output
         passed = torch.searchsorted(ascending, (t_new * direction).unsqueeze(1), right=True)
         passed = torch.where(accepted, passed.squeeze(1), index)
         due = (columns >= index.unsqueeze(1)) & (columns < passed.unsqueeze(1))
         rows, cols = torch.nonzero(due, as_tuple=True)
-        active = ~done
         index, done = passed, passed >= n_t
         finished = bool(done.all())
         attempt = _Attempt(
@@ -496,7 +496,8 @@ def _adaptive(field, stepper: _Stepper, y0, times, rtol, atol, config, stats, re
             t_next=torch.where(accepted, t_new, t),
             rows=rows,
             cols=cols,
-            theta=(times[rows, cols] - t[rows]) / h_try[rows],
+            # where in the step each output lies (none to place: nothing to compute)
+            theta=(times[rows, cols] - t[rows]) / h_try[rows] if rows.numel() else None,
             carry=not finished and (tab.fsal or bool(accepted.any())),
         )
         if record is not None:
