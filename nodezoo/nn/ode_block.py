@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..solvers import SolverConfig, SolveStats, solve
+from ..solvers import FirstStepMemory, SolverConfig, SolveStats, solve
 from .regularisation import RegularisationConfig, solve_regularised, steer_end_time
 
 
@@ -26,6 +26,11 @@ class ODEBlock(nn.Module):
     ``regularisers`` and their weighted sum, which the model adds to its loss, in
     ``regularisation_loss`` (``None`` when nothing was integrated). With the default (all
     zero) the block solves exactly as without it.
+
+    With ``SolverConfig(warm_start=True)`` the block keeps a ``FirstStepMemory`` for its forward
+    solves and one for its adjoint solves: in training mode each solve starts with the step size
+    the previous one settled on (``first_steps`` shows them); evaluation solves select their
+    first step as usual, so a prediction never depends on earlier calls.
     """
 
     def __init__(
@@ -39,11 +44,27 @@ class ODEBlock(nn.Module):
     ):
         super().__init__()
         self.field = field
-        self.solver = SolverConfig.from_dict(solver)
+        self.solver = solver
         self.t0, self.t1 = float(t0), float(t1)
         self.accumulate_stats = accumulate_stats
         self.regularisation = regularisation
         self.reset_stats()
+
+    @property
+    def solver(self) -> SolverConfig:
+        return self._solver
+
+    @solver.setter
+    def solver(self, value: SolverConfig | dict | None) -> None:
+        config = SolverConfig.from_dict(value)
+        self._solver = config
+        # warm_start: the memories live here; solve() gets them, or in evaluation a config
+        # without the flag (which solve() would refuse without a memory)
+        self.first_steps: tuple[FirstStepMemory, FirstStepMemory] | None = None
+        self._evaluation_solver = config
+        if config.warm_start:
+            self.first_steps = (FirstStepMemory(config.first_step), FirstStepMemory())
+            self._evaluation_solver = config.replace(warm_start=False)
 
     @property
     def regularisation(self) -> RegularisationConfig:
@@ -95,11 +116,18 @@ class ODEBlock(nn.Module):
             self.reset_stats()
         params = tuple(p for p in self.field.parameters() if p.requires_grad)
         terms = tuple(reg.weights)
+        config, memories = self._solver, {}
+        if self.first_steps is not None and self.training:
+            memories["options"] = {"first_step": self.first_steps[0]}
+            if config.gradient == "adjoint":
+                memories["adjoint_options"] = {"first_step": self.first_steps[1]}
+        elif self.first_steps is not None:
+            config = self._evaluation_solver
         if not terms:
-            ys = solve(self.field, y0, times, self.solver, params=params, stats=self.stats)
+            ys = solve(self.field, y0, times, config, params=params, stats=self.stats, **memories)
         else:
             ys, integrals = solve_regularised(
-                self.field, y0, times, self.solver, terms, params=params, stats=self.stats
+                self.field, y0, times, config, terms, params=params, stats=self.stats, **memories
             )
             for name, value in integrals.items():
                 earlier = self.regularisers.get(name)
@@ -113,6 +141,8 @@ class ODEBlock(nn.Module):
     def extra_repr(self) -> str:
         s = self.solver
         text = f"t=[{self.t0}, {self.t1}], method={s.method}, rtol={s.rtol}, gradient={s.gradient}"
+        if s.warm_start:
+            text += ", warm_start=True"
         if self.regularisation.active:
             reg = self.regularisation
             text += f", kinetic={reg.kinetic}, jacobian={reg.jacobian}, steer={reg.steer}"

@@ -180,9 +180,12 @@ def solve_regularised(
     *,
     params: Sequence[torch.Tensor],
     stats: SolveStats,
+    options: dict | None = None,
+    adjoint_options: dict | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``solve`` with the integrals of ``terms`` (``kinetic``/``jacobian``) as extra state.
-    ``y0`` is a tensor, or a tuple when ``field`` has ``field_and_regularisers``.
+    ``y0`` is a tensor, or a tuple when ``field`` has ``field_and_regularisers``. ``options``
+    go to ``solve`` beside the norm that leaves the integrals out of the error control.
 
     Returns the states at ``t`` (as ``solve`` would) and each integral over the whole of ``t``
     averaged over the batch (0-d tensors that carry gradients in every gradient mode).
@@ -215,7 +218,7 @@ def solve_regularised(
     augmented = RegularisedField(field, terms, direction, probe)
     *ys, rs = solve(
         augmented, (*(y0 if is_tuple else (y0,)), r0), t, config, params=params, stats=stats,
-        options={"norm": _state_norm},
+        options={**(options or {}), "norm": _state_norm}, adjoint_options=adjoint_options,
     )  # fmt: skip
     integrals = rs[-1].reshape(len(terms), -1).mean(1)
     return (tuple(ys) if is_tuple else ys[0]), dict(zip(terms, integrals, strict=True))

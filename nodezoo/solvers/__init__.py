@@ -25,12 +25,13 @@ from .independent import solve_independent
 from .methods import MethodSpec, get_method, method_names
 from .odeint import odeint, odeint_adjoint, odeint_event, solve
 from .stats import SolveStats, last_stats
-from .step_control import StepController
+from .step_control import FirstStepMemory, StepController
 from .tableaus import METHODS, ButcherTableau, get_tableau
 
 __all__ = [
     "METHODS",
     "ButcherTableau",
+    "FirstStepMemory",
     "MaxStepsExceeded",
     "MethodSpec",
     "NewtonFailed",

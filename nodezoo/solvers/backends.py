@@ -8,6 +8,7 @@ from .config import SolverConfig
 from .errors import SolverConfigError
 from .options import options_dict
 from .stats import SolveStats
+from .step_control import FirstStepMemory
 
 
 class _CountingField(torch.nn.Module):
@@ -43,6 +44,11 @@ def solve_torchdiffeq(func, y0, t, config: SolverConfig, *, params, stats, optio
             "or backend='native'."
         )
     opts = options_dict(options)
+    if isinstance(opts.get("first_step"), FirstStepMemory):
+        raise SolverConfigError(
+            "options['first_step'] is a FirstStepMemory, which nodezoo's own step loop "
+            "updates; torchdiffeq takes a number: use backend='native' or give a number."
+        )
     if config.step_size is not None:
         opts.setdefault("step_size", config.step_size)
     if config.first_step is not None:

@@ -29,7 +29,7 @@ from .methods import MethodSpec, get_method
 from .options import options_dict, parse_options
 from .rk import EventSearch, FlatField, StepHooks
 from .stats import SolveStats, _set_last
-from .step_control import mixed_norm, rms_norm, user_norm
+from .step_control import FirstStepMemory, mixed_norm, rms_norm, user_norm
 from .step_control import seminorm as measure_first
 
 _CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
@@ -167,6 +167,14 @@ def solve(
     ``_adjoint`` forms in the adjoint's backward solve) are called as ``cb(t0, y0, dt)``.
     """
     config = SolverConfig.from_dict(config)
+    memory = options_dict(options).get("first_step") if config.warm_start else None
+    if config.warm_start and not isinstance(memory, FirstStepMemory):
+        raise SolverConfigError(
+            "warm_start=True starts each solve where the previous one settled, which solve() "
+            "cannot remember: pass options={'first_step': FirstStepMemory()} (and the adjoint "
+            "its own in adjoint_options), keeping the memory between calls, or use an ODEBlock, "
+            "which keeps them."
+        )
     if config.per_sample:
         return _solve_per_sample(func, y0, t, config, params, stats, options, adjoint_options,
                                  event_fn)  # fmt: skip
@@ -317,6 +325,8 @@ def _adjoint_settings(
     if adjoint_options is None:  # torchdiffeq: the forward options, less the state norm
         # and the event bracket's interpolant (the backward solve has no event)
         adjoint_options = {k: v for k, v in options.items() if k not in ("norm", "interp")}
+        if isinstance(adjoint_options.get("first_step"), FirstStepMemory):
+            del adjoint_options["first_step"]  # the forward's; the backward solve differs
     adjoint_options = dict(adjoint_options)
     norm_choice = adjoint_options.pop("norm", None)
     defaults = {"max_num_steps": config.max_steps} if spec.family != "scipy" else {}

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .errors import SolverConfigError
-from .step_control import StepController
+from .step_control import FirstStepMemory, StepController
 
 CONTROLLER_KEYS = ("safety", "ifactor", "dfactor", "pcoeff", "icoeff")
 ADAPTIVE_KEYS = {"first_step", "min_step", "max_step", "norm", *CONTROLLER_KEYS}
@@ -119,17 +119,27 @@ def parse_options(
             f"Option(s) {misplaced} do not apply to {kind} method {method!r}{hint}; "
             f"its options are {sorted(valid)}."
         )
+    first_step = raw.get("first_step")
+    if isinstance(first_step, FirstStepMemory):
+        if family != "runge_kutta":
+            raise SolverConfigError(
+                f"options['first_step'] is a FirstStepMemory, which the explicit Runge–Kutta "
+                f"step loop updates; method {method!r} ({family}) does not: give it a number, "
+                "or use an adaptive Runge–Kutta method (dopri5, tsit5, bosh3, ...)."
+            )
     out = SolveOptions()
     out.engine = {k: raw[k] for k in engine_keys if raw.get(k) is not None}
     if family == "scipy":
         return out
     loop = out.loop
+    if isinstance(first_step, FirstStepMemory):
+        loop["first_step"] = first_step
     if raw.get("step_size") is not None:
         loop["step_size"] = float(raw["step_size"])
     if raw.get("max_num_steps") is not None:
         loop["max_steps"] = int(raw["max_num_steps"])
     for key in ("first_step", "min_step", "max_step"):
-        if raw.get(key) is not None:
+        if raw.get(key) is not None and key not in loop:
             loop[key] = abs(float(raw[key]))
     if loop.get("min_step", 0.0) > loop.get("max_step", float("inf")):
         raise SolverConfigError(

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import MaxStepsExceeded, NonFiniteState, SolverConfigError, StepSizeUnderflow
-from .step_control import StepController, float_norm, initial_step_size, scalar_operand
+from .step_control import (
+    FirstStepMemory,
+    StepController,
+    float_norm,
+    initial_step_size,
+    scalar_operand,
+)
 from .tableaus import ButcherTableau
 
 
@@ -504,7 +510,7 @@ def integrate(
     atol: float | torch.Tensor,
     norm: Callable[[torch.Tensor], torch.Tensor],
     step_size: float | None = None,
-    first_step: float | None = None,
+    first_step: float | FirstStepMemory | None = None,
     max_steps: int = 100_000,
     min_step: float = 0.0,
     max_step: float = math.inf,
@@ -799,6 +805,9 @@ def _integrate_adaptive(
     homogeneous = getattr(norm, "homogeneous", False)
     norm = float_norm(norm)
     clamp = min_step > 0.0 or max_step < math.inf
+    memory = first_step if isinstance(first_step, FirstStepMemory) else None
+    if memory is not None:  # learnt from the previous solve (None: nothing yet)
+        first_step = memory.value
     f0 = f(t0, y0)
     if first_step is None:
         # the error estimate is of the embedded (order - 1) solution, hence its exponent
@@ -839,6 +848,9 @@ def _integrate_adaptive(
         steps += 1
         if ratio <= 1.0 or (clamp and abs(h_try) <= min_step):  # NaN compares False: rejected
             counts["accepted"] += 1
+            h = h_try * ctrl.accept(ratio)
+            if memory is not None:  # the next solve starts where this one's controller went
+                memory.value, memory = abs(h), None
             if accept_hook is not None:
                 accept_hook(t, y, h_try)
             t_new = t_stop if hits_stop else t + h_try
@@ -874,7 +886,6 @@ def _integrate_adaptive(
             else:
                 f0 = f(t, y)
             last_non_finite = False
-            h = h_try * ctrl.accept(ratio)
         else:
             counts["rejected"] += 1
             if reject_hook is not None:

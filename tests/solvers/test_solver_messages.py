@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from nodezoo.solvers import (
+    FirstStepMemory,
     MaxStepsExceeded,
     NewtonFailed,
     NonFiniteInitialState,
@@ -268,7 +269,8 @@ ROWS = [
             "2 solver settings are invalid:\n  - Unknown solver setting(s) ['methd']; valid "
             "keys are ['adjoint_atol', 'adjoint_method', 'adjoint_rtol', 'atol', 'backend', "
             "'first_step', 'gradient', 'max_steps', 'method', 'per_sample', 'rtol', "
-            "'seminorm', 'step_size'].\n  - rtol must be a non-negative number (or one per "
+            "'seminorm', 'step_size', 'warm_start'].\n  - rtol must be a non-negative number (or "
+            "one per "
             "tuple entry), got -1 (int)."
         ),
     ),
@@ -1197,6 +1199,70 @@ ROWS = [
             "The solution became NaN or infinite for samples 0, 1. Use a smaller step_size or an "
             "adaptive method (dopri5), or check func for overflow."
         ),
+    ),
+    (
+        "warm-start-without-memory",
+        lambda: solve(decay, Y0, T, {"warm_start": True}),
+        SolverConfigError,
+        (
+            "warm_start=True starts each solve where the previous one settled, which solve() "
+            "cannot remember: pass options={'first_step': FirstStepMemory()} (and the adjoint "
+            "its own in adjoint_options), keeping the memory between calls, or use an ODEBlock, "
+            "which keeps them."
+        ),
+    ),
+    (
+        "config-warm-start-all",
+        lambda: SolverConfig(
+            warm_start=True,
+            method="rk4",
+            adjoint_method="radau5",
+            step_size=0.1,
+            per_sample=True,
+            backend="torchdiffeq",
+            gradient="adjoint",
+        ),
+        SolverConfigError,
+        (
+            "7 solver settings are invalid:\n  - per_sample=True differentiates by backprop or "
+            "checkpoint, not the adjoint (per sample it would carry a parameter gradient per "
+            "sample): set gradient='checkpoint' (exact, little memory) or 'backprop'.\n  - "
+            "per_sample=True needs backend='native'.\n  - warm_start=True learns the first step "
+            "of adaptive explicit Runge–Kutta solves; method='rk4' is not one (use dopri5, tsit5, "
+            "bosh3, ...).\n  - warm_start=True learns the first step of adaptive explicit "
+            "Runge–Kutta solves; adjoint_method='radau5' is not one (use dopri5, tsit5, bosh3, "
+            "...).\n  - warm_start=True learns the first step of adaptive solves; step_size makes "
+            "every step fixed: drop one of the two.\n  - warm_start=True and per_sample=True: "
+            "per-sample solves pick each sample's first step on their own; turn one of the two "
+            "off.\n  - warm_start=True needs backend='native' (nodezoo's step loop)."
+        ),
+    ),
+    (
+        "first-step-memory-implicit",
+        lambda: odeint(decay, Y0, T, method="radau5", options={"first_step": FirstStepMemory()}),
+        SolverConfigError,
+        (
+            "options['first_step'] is a FirstStepMemory, which the explicit Runge–Kutta step "
+            "loop updates; method 'radau5' (implicit) does not: give it a number, or use an "
+            "adaptive Runge–Kutta method (dopri5, tsit5, bosh3, ...)."
+        ),
+    ),
+    (
+        "first-step-memory-torchdiffeq",
+        lambda: solve(
+            decay, Y0, T, {"backend": "torchdiffeq"}, options={"first_step": FirstStepMemory()}
+        ),
+        SolverConfigError,
+        (
+            "options['first_step'] is a FirstStepMemory, which nodezoo's own step loop updates; "
+            "torchdiffeq takes a number: use backend='native' or give a number."
+        ),
+    ),
+    (
+        "first-step-memory-value",
+        lambda: FirstStepMemory(-1.0),
+        ValueError,
+        "FirstStepMemory value must be a positive finite step, got -1.0.",
     ),
     (
         "stats-before-any-solve",
