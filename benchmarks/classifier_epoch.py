@@ -13,10 +13,18 @@ steadier one). s/epoch is EXTRAPOLATED: median s/step x the recipe's 1719 steps 
 Contenders (``--models``): ``odenet`` (this checkout's field), ``odenet-legacy`` (the field as
 it was before issue 13, from ``_legacy_field.py``, same weights), ``odenet-torchdiffeq`` (the
 same model solved by torchdiffeq), ``odenet-backprop`` and ``odenet-checkpoint`` (the recipe's
-model with the other gradient modes), ``resnet``.
+model with the other gradient modes), ``odenet-warm`` and ``odenet-backprop-warm`` (with
+``SolverConfig(warm_start=True)``: each training solve starts with the step size the previous
+one settled on; the warm-up steps let it learn), ``resnet``.
+
+``--odenet-weights`` starts every ODE-Net from trained weights (a zoo name or folder, or a
+Lightning checkpoint): a trained model's solves take more steps than a fresh one's, so the
+per-step cost late in training differs from the first steps'.
 
     nice python benchmarks/classifier_epoch.py --steps 20
     nice python benchmarks/classifier_epoch.py --models odenet odenet-legacy resnet --steps 20
+    nice python benchmarks/classifier_epoch.py --models odenet odenet-warm resnet \
+        --odenet-weights odenet-fashion-mnist
 """
 
 from __future__ import annotations
@@ -46,6 +54,10 @@ MODELS = {
     # the recipe's solver with the other two gradient modes (same weights as "odenet")
     "odenet-backprop": dict(backbone="odenet", solver={"gradient": "backprop"}),
     "odenet-checkpoint": dict(backbone="odenet", solver={"gradient": "checkpoint"}),
+    "odenet-warm": dict(backbone="odenet", solver={"warm_start": True}),
+    "odenet-backprop-warm": dict(
+        backbone="odenet", solver={"gradient": "backprop", "warm_start": True}
+    ),
     "resnet": dict(backbone="resnet", depth=6),
 }
 
@@ -67,8 +79,20 @@ def ode_block(model: torch.nn.Module) -> ODEBlock | None:
     return blocks[0] if blocks else None
 
 
-def build_model(name: str, seed: int = 0) -> tuple[ImageClassifier, ODEBlock | None]:
-    """The contender ``name`` with weights drawn from ``seed`` (all ODE-Nets get the same)."""
+def trained_weights(source: str) -> dict[str, torch.Tensor]:
+    """An ODE-Net's state dict from a Lightning checkpoint (``.ckpt``) or a zoo name/folder."""
+    if source.endswith(".ckpt"):
+        return torch.load(source, map_location="cpu", weights_only=False)["state_dict"]
+    from nodezoo.zoo import from_pretrained
+
+    return from_pretrained(source).state_dict()
+
+
+def build_model(
+    name: str, seed: int = 0, odenet_weights: dict | None = None
+) -> tuple[ImageClassifier, ODEBlock | None]:
+    """The contender ``name`` with weights drawn from ``seed`` (all ODE-Nets get the same, or
+    ``odenet_weights``)."""
     torch.manual_seed(seed)
     model = ImageClassifier(**MODELS[name], **RECIPE)
     block = ode_block(model)
@@ -76,6 +100,8 @@ def build_model(name: str, seed: int = 0) -> tuple[ImageClassifier, ODEBlock | N
         block.field = LegacyConvODEField(RECIPE["width"])
         torch.manual_seed(seed)
         model.load_state_dict(ImageClassifier(**MODELS["odenet"], **RECIPE).state_dict())
+    if odenet_weights is not None and block is not None:
+        model.load_state_dict(odenet_weights)
     return model.train(), block
 
 
@@ -88,6 +114,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--odenet-weights", help="start the ODE-Nets from these weights (zoo name or folder, "
+        "or a Lightning .ckpt) instead of a fresh draw",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -95,8 +125,9 @@ def main() -> None:
     steps_per_epoch = -(-TRAIN_IMAGES // args.batch)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))
     models, optimizers, blocks = {}, {}, {}
+    weights = trained_weights(args.odenet_weights) if args.odenet_weights else None
     for name in args.models:
-        models[name], blocks[name] = build_model(name, args.seed)
+        models[name], blocks[name] = build_model(name, args.seed, weights)
         optimizers[name] = torch.optim.AdamW(models[name].parameters(), lr=3e-3, weight_decay=0.01)
     record = {n: {k: [] for k in ("wall", "cpu", "nfe_f", "nfe_b", "loss")} for n in args.models}
 
@@ -124,7 +155,8 @@ def main() -> None:
     print(
         f"Fashion-MNIST training steps, batch {args.batch}, {args.threads} thread(s), "
         f"{machine_description()}; torch {torch.__version__}. {args.steps} timed steps per "
-        f"model after {args.warmup} warm-up, interleaved; AdamW lr 3e-3, same batches. "
+        f"model after {args.warmup} warm-up, interleaved; AdamW lr 3e-3, same batches; "
+        f"ODE-Nets from {args.odenet_weights or 'a fresh draw (seed ' + str(args.seed) + ')'}. "
         f"s/epoch is EXTRAPOLATED: median s/step x {steps_per_epoch} steps.\n"
     )
     print(

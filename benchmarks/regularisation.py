@@ -50,17 +50,25 @@ from nodezoo.nn import ODEBlock
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "fashion_mnist" / "odenet.yaml"
 
 
+# Solver changes a setting makes to the recipe's (none: the recipe's solver).
+WARM_START = {"warm_start": True}
+
+
 def settings(
-    weights: list[float], kinetic: list[float], steer: list[float]
-) -> dict[str, dict | None]:
-    """Name -> ``regularisation`` init arg; ``none`` first (the reference row)."""
-    out: dict[str, dict | None] = {"none": None}
+    weights: list[float], kinetic: list[float], steer: list[float], warm_start: bool = False
+) -> dict[str, tuple[dict | None, dict | None]]:
+    """Name -> (``regularisation`` init arg, changes to the recipe's solver); ``none`` first
+    (the reference row). ``warm start``: no regularisation, the solver's ``warm_start`` (each
+    training solve starts with the step size the previous one settled on)."""
+    out: dict[str, tuple[dict | None, dict | None]] = {"none": (None, None)}
     for w in weights:
-        out[f"rnode {w:g}"] = {"kinetic": w, "jacobian": w}
+        out[f"rnode {w:g}"] = ({"kinetic": w, "jacobian": w}, None)
     for w in kinetic:
-        out[f"kinetic {w:g}"] = {"kinetic": w}
+        out[f"kinetic {w:g}"] = ({"kinetic": w}, None)
     for b in steer:
-        out[f"steer b={b:g}"] = {"steer": b}
+        out[f"steer b={b:g}"] = ({"steer": b}, None)
+    if warm_start:
+        out["warm start"] = (None, WARM_START)
     return out
 
 
@@ -146,12 +154,16 @@ def run_fingerprint(args) -> dict:
     return {**{k: getattr(args, k) for k in keys}, "recipe": recipe}
 
 
-def run_or_resume(name: str, regularisation: dict | None, recipe: dict, args) -> dict:
+def run_or_resume(
+    name: str, regularisation: dict | None, solver: dict | None, recipe: dict, args
+) -> dict:
     """``run_setting`` in its own folder under ``--runs``: a finished setting's row is read
     back from ``row.json``; a stopped one resumes from its last.ckpt."""
     folder = setting_folder(args.runs, name)
     folder.mkdir(parents=True, exist_ok=True)
     fingerprint = {"setting": name, "regularisation": regularisation, **run_fingerprint(args)}
+    if solver:  # only then: the folders of settings made before this key still match
+        fingerprint["solver"] = solver
     marker = folder / "run.json"
     if marker.exists():
         found = json.loads(marker.read_text())
@@ -166,19 +178,26 @@ def run_or_resume(name: str, regularisation: dict | None, recipe: dict, args) ->
     if row_path.exists():
         print(f"# {name}: done earlier, read from {row_path}", file=sys.stderr, flush=True)
         return json.loads(row_path.read_text())
-    row = run_setting(name, regularisation, recipe, args, folder)
+    row = run_setting(name, regularisation, solver, recipe, args, folder)
     write_atomic(row_path, json.dumps(row, indent=2))
     return row
 
 
 def run_setting(
-    name: str, regularisation: dict | None, recipe: dict, args, folder: Path | None = None
+    name: str,
+    regularisation: dict | None,
+    solver: dict | None,
+    recipe: dict,
+    args,
+    folder: Path | None = None,
 ) -> dict:
     """Train one setting and test its last weights. With ``folder``, last.ckpt is written there
     every ``--checkpoint-every`` steps and training resumes from it if it exists."""
     model_args = dict(recipe["model"]["init_args"])
     if args.width:
         model_args["width"] = args.width
+    if solver:
+        model_args["solver"] = {**model_args["solver"], **solver}
     data_args = dict(recipe["data"]["init_args"])
     data_args.update(data_dir=args.data_dir, num_workers=args.num_workers)
     if args.val_size is not None:
@@ -228,6 +247,7 @@ def run_setting(
     row = {
         "setting": name,
         "regularisation": regularisation,
+        **({"solver": solver} if solver else {}),
         "steps": steps,
         "epochs": trainer.current_epoch,  # completed ones (fit ends with it incremented)
         "nfe_forward": mean(recorder.nfe_forward),
@@ -305,6 +325,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--steer", type=float, nargs="*", default=[0.5], help="STEER half-widths b (T = 1)"
     )
+    parser.add_argument(
+        "--warm-start", action="store_true", help="add the setting `warm start`: no "
+        "regularisation, SolverConfig(warm_start=True)",
+    )  # fmt: skip
     parser.add_argument("--only", nargs="*", help="run only these settings (names as printed)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -340,14 +364,14 @@ def main(argv: list[str] | None = None) -> None:
         args.command = [run["command"] for run in saved]
         args.json = None
     else:
-        runs = settings(args.weights, args.kinetic, args.steer)
+        runs = settings(args.weights, args.kinetic, args.steer, args.warm_start)
         if args.only:
             unknown = sorted(set(args.only) - set(runs))
             if unknown:
                 raise SystemExit(f"--only: unknown setting(s) {unknown}; valid: {sorted(runs)}.")
             runs = {k: v for k, v in runs.items() if k in args.only}
         run = run_or_resume if args.runs else run_setting
-        rows = [run(name, reg, recipe, args) for name, reg in runs.items()]
+        rows = [run(name, reg, solver, recipe, args) for name, (reg, solver) in runs.items()]
         args.command = [
             shlex.join(
                 [
@@ -387,7 +411,8 @@ def report(rows: list[dict], recipe: dict, args) -> None:
         "Ratios are against `none`: NFE = forward + backward per step over the run; epoch "
         "ratio from CPU seconds. RNODE w: kinetic = jacobian = w (integrals summed over the "
         "2304 state entries per image, batch mean); STEER b: end time ~ U(1 - b, 1 + b) in "
-        "training, 1 at test."
+        "training, 1 at test; warm start: each training solve (forward and adjoint) starts "
+        "with the step size the previous one settled on, evaluation as usual."
     )
     if args.json:
         saved_args = {k: v for k, v in vars(args).items() if k not in ("json", "command")}

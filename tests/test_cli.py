@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 
 from nodezoo.callbacks import ode_blocks
 from nodezoo.cli import COMMANDS, LIGHTNING_SUBCOMMANDS, main
@@ -231,6 +232,19 @@ def test_command_line_overrides_reach_the_config(capsys):
     with pytest.raises(SystemExit):
         main(["fit", f"--config={FASHION_ODENET}", "--trainer.max_epochs=1", "--print_config"])
     assert "max_epochs: 1\n" in capsys.readouterr().out
+
+
+def test_one_solver_key_on_the_command_line_keeps_the_others_and_its_type(capsys):
+    """``--model.init_args.solver.KEY VALUE`` changes that key only, parsed as YAML (a bool
+    stays a bool, which SolverConfig insists on), keeping the recipe's other solver keys."""
+    with pytest.raises(SystemExit):
+        main(["fit", f"--config={FASHION_ODENET}", "--model.init_args.solver.warm_start=true",
+              "--model.init_args.solver.rtol=1e-4", "--print_config"])  # fmt: skip
+    solver = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]["solver"]
+    assert solver == {
+        "method": "dopri5", "rtol": 1e-4, "atol": 1e-3, "gradient": "adjoint",
+        "warm_start": True,
+    }  # fmt: skip
 
 
 def nowhere(tmp_path) -> list[str]:

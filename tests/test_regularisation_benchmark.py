@@ -74,3 +74,26 @@ def test_a_stopped_setting_resumes_and_a_finished_one_is_reused(
 
     with pytest.raises(SystemExit, match="holds a run of other settings"):
         bench.main(tiny(tiny_fashion_dir, runs, epochs=3))
+
+
+def test_the_warm_start_setting_trains_with_the_solver_flag_and_nothing_else(
+    bench, tiny_fashion_dir, tmp_path, monkeypatch
+):
+    runs = tmp_path / "runs"
+    seen = []
+    real_fit = bench.pl.Trainer.fit
+
+    def fit(self, model, *args, **kwargs):
+        blocks = [m for m in model.modules() if isinstance(m, bench.ODEBlock)]
+        seen.append([(b.solver.warm_start, b.regularisation.active) for b in blocks])
+        return real_fit(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(bench.pl.Trainer, "fit", fit)
+    argv = tiny(tiny_fashion_dir, runs, epochs=1)
+    argv[argv.index("--only") + 1] = "warm start"
+    bench.main([*argv, "--warm-start"])
+    assert seen == [[(True, False)]]
+    row = json.loads((runs / "warm_start" / "row.json").read_text())
+    assert row["solver"] == {"warm_start": True} and row["regularisation"] is None
+    marker = json.loads((runs / "warm_start" / "run.json").read_text())
+    assert marker["solver"] == {"warm_start": True} and marker["setting"] == "warm start"

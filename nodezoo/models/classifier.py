@@ -7,6 +7,8 @@ compared on equal terms. NFE, memory and time are logged by callbacks, not here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -53,7 +55,7 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
         image_size: int = 28,
         width: int = 64,
         depth: int = 6,
-        solver: dict | None = None,
+        solver: dict[str, Any] | None = None,
         augment_channels: int = 0,
         mean: list[float] | None = None,
         std: list[float] | None = None,
@@ -66,7 +68,7 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
         lr_gamma: float = 0.1,
         lr_warmup: float = 0.25,
         pretrained: str | None = None,
-        regularisation: dict | None = None,
+        regularisation: dict[str, Any] | None = None,
     ):
         super().__init__()
         solver_config = resolve_solver(backbone, solver)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -241,13 +242,13 @@ class CNF(PretrainedMixin, pl.LightningModule):
         trace: str = "auto",
         eval_trace: str = "exact",
         noise: str = "rademacher",
-        solver: dict | None = None,
+        solver: dict[str, Any] | None = None,
         quantization_levels: int | None = None,
         standardize: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         lr_schedule: str = "constant",
-        regularisation: dict | None = None,
+        regularisation: dict[str, Any] | None = None,
     ):
         super().__init__()
         for name, value, choices in (

@@ -14,6 +14,7 @@ solver's steps are set by the dynamics, not by how many output times there are.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -54,12 +55,12 @@ class LatentODE(ForecastingModel):
         encoder: str = "rnn",
         encoder_hidden: int = 25,
         encoder_cell: str = "gru",
-        encoder_solver: dict | None = None,
+        encoder_solver: dict[str, Any] | None = None,
         field_hidden: int = 20,
         field_layers: int = 2,
         field_activation: str = "elu",
         decoder_hidden: int = 20,
-        solver: dict | None = None,
+        solver: dict[str, Any] | None = None,
         t0: float = 0.0,
         obs_std: float = 0.3,
         learn_obs_std: bool = False,
