@@ -58,8 +58,9 @@ def settings(
     weights: list[float], kinetic: list[float], steer: list[float], warm_start: bool = False
 ) -> dict[str, tuple[dict | None, dict | None]]:
     """Name -> (``regularisation`` init arg, changes to the recipe's solver); ``none`` first
-    (the reference row). ``warm start``: no regularisation, the solver's ``warm_start`` (each
-    training solve starts with the step size the previous one settled on)."""
+    (the reference row). ``warm_start`` adds ``warm start`` (no regularisation, the solver's
+    ``warm_start``: each training solve starts with the step size the previous one settled on)
+    and ``<setting> + warm start`` for each regularised setting."""
     out: dict[str, tuple[dict | None, dict | None]] = {"none": (None, None)}
     for w in weights:
         out[f"rnode {w:g}"] = ({"kinetic": w, "jacobian": w}, None)
@@ -68,7 +69,10 @@ def settings(
     for b in steer:
         out[f"steer b={b:g}"] = ({"steer": b}, None)
     if warm_start:
+        regularised = [(name, reg) for name, (reg, _) in out.items() if reg is not None]
         out["warm start"] = (None, WARM_START)
+        for name, reg in regularised:
+            out[f"{name} + warm start"] = (reg, WARM_START)
     return out
 
 
@@ -326,8 +330,9 @@ def main(argv: list[str] | None = None) -> None:
         "--steer", type=float, nargs="*", default=[0.5], help="STEER half-widths b (T = 1)"
     )
     parser.add_argument(
-        "--warm-start", action="store_true", help="add the setting `warm start`: no "
-        "regularisation, SolverConfig(warm_start=True)",
+        "--warm-start", action="store_true", help="add the setting `warm start` (no "
+        "regularisation, SolverConfig(warm_start=True)) and `<setting> + warm start` for each "
+        "regularised one",
     )  # fmt: skip
     parser.add_argument("--only", nargs="*", help="run only these settings (names as printed)")
     parser.add_argument("--seed", type=int, default=0)

@@ -97,3 +97,6 @@ def test_the_warm_start_setting_trains_with_the_solver_flag_and_nothing_else(
     assert row["solver"] == {"warm_start": True} and row["regularisation"] is None
     marker = json.loads((runs / "warm_start" / "run.json").read_text())
     assert marker["solver"] == {"warm_start": True} and marker["setting"] == "warm start"
+    combined = bench.settings([], [0.01], [], warm_start=True)
+    assert combined["kinetic 0.01 + warm start"] == ({"kinetic": 0.01}, {"warm_start": True})
+    assert list(combined) == ["none", "kinetic 0.01", "warm start", "kinetic 0.01 + warm start"]
