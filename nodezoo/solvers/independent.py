@@ -249,6 +249,11 @@ def _check_method(config: SolverConfig) -> None:
         raise SolverConfigError(
             f"solve_independent has no {config.backend!r} backend; use backend='native'."
         )
+    if config.warm_start:
+        raise SolverConfigError(
+            "solve_independent picks each sample's first step itself; warm_start=True does not "
+            "apply to it (set warm_start=False)."
+        )
 
 
 def _listed(noun: str, indices: list[int]) -> str:

@@ -1238,6 +1238,15 @@ ROWS = [
         ),
     ),
     (
+        "independent-warm-start",
+        lambda: solve_independent(decay, Y2, T2, {"warm_start": True, "gradient": "backprop"}),
+        SolverConfigError,
+        (
+            "solve_independent picks each sample's first step itself; warm_start=True does not "
+            "apply to it (set warm_start=False)."
+        ),
+    ),
+    (
         "first-step-memory-implicit",
         lambda: odeint(decay, Y0, T, method="radau5", options={"first_step": FirstStepMemory()}),
         SolverConfigError,
