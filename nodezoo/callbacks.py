@@ -44,8 +44,10 @@ class SolverStatsMonitor(pl.Callback):
     logs its own count, averaged across ranks by ``sync_dist`` at epoch end only, so the
     adaptive solver taking different numbers of steps on different ranks never blocks a step.
     Blocks with regularised dynamics add ``reg/kinetic`` and ``reg/jacobian`` (the unweighted
-    integrals, batch means, summed over blocks) next to the training NFE. Models without an
-    ``ODEBlock`` log nothing.
+    integrals, batch means, summed over blocks) next to the training NFE. Blocks with
+    ``warm_start`` add ``solver/first_step`` and ``solver/first_step_adjoint`` at epoch end: the
+    step sizes their next training solves start with (mean over blocks), which shrink when the
+    dynamics stiffen. Models without an ``ODEBlock`` log nothing.
     """
 
     def __init__(self) -> None:
@@ -79,6 +81,11 @@ class SolverStatsMonitor(pl.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         keys = ("nfe/forward", "nfe/backward", *(f"reg/{name}" for name in REGULARISERS))
         self._log_means(pl_module, keys)
+        memories = [b.first_steps for b in ode_blocks(pl_module) if b.first_steps is not None]
+        for key, i in (("solver/first_step", 0), ("solver/first_step_adjoint", 1)):
+            values = [m[i].value for m in memories if m[i].value is not None]
+            if values:
+                pl_module.log(key, sum(values) / len(values), sync_dist=True)
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0

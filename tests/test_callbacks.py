@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
@@ -49,6 +50,19 @@ def test_odenet_logs_nfe_and_resources(tmp_path, tiny_fashion_dir):
     header = open(csv).readline().strip().split(",")
     column = header.index("nfe/forward")
     assert sum(1 for row in rows if row.split(",")[column]) == 2
+
+
+def test_warm_started_blocks_log_the_first_steps_they_learnt(tmp_path, tiny_fashion_dir):
+    trainer, model, _ = fit_tiny(
+        tmp_path, tiny_fashion_dir, epochs=1, backbone="odenet", solver={"warm_start": True}
+    )
+    metrics = trainer.logged_metrics
+    (block,) = [m for m in model.modules() if hasattr(m, "first_steps")]
+    for key, memory in zip(("solver/first_step", "solver/first_step_adjoint"), block.first_steps):
+        assert memory.value > 0  # logged as float32
+        assert float(metrics[key]) == pytest.approx(memory.value, rel=1e-6)
+    cold, _, _ = fit_tiny(tmp_path / "cold", tiny_fashion_dir, epochs=1, backbone="odenet")
+    assert not {"solver/first_step", "solver/first_step_adjoint"} & set(cold.logged_metrics)
 
 
 def test_models_without_ode_blocks_log_no_nfe(tmp_path, tiny_fashion_dir):
