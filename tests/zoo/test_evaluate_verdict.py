@@ -4,10 +4,14 @@ match."""
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
 
 from nodezoo.cli import main
 from nodezoo.zoo import evaluation
 from nodezoo.zoo.commands import compare_with_card
+from nodezoo.zoo.errors import ZooError
 
 
 def test_matching_metrics_are_called_a_match():
@@ -28,7 +32,9 @@ def test_metrics_the_card_lacks_and_partial_runs_are_not_verdicts():
     rows, verdict = compare_with_card({"test/nfe_forward": 26.0}, {})
     assert rows[1] == ("test/nfe_forward", "-", "26", "-")
     assert "none of these metrics" in verdict
-    _, verdict = compare_with_card({"test/acc": 0.5}, {"test/acc": 0.9}, partial=True)
+    _, verdict = compare_with_card(
+        {"test/acc": 0.5}, {"test/acc": 0.9}, departure="--limit-batches: a subset of the test set"
+    )
     assert "subset of the test set" in verdict
 
 
@@ -45,3 +51,62 @@ def test_evaluate_prints_card_beside_recomputed(zoo_folder, monkeypatch, capsys)
 def test_evaluate_shows_progress(zoo_folder, capsys):
     evaluation.evaluate(zoo_folder, limit_batches=1)
     assert "evaluating on the test set: 1/1 batches" in capsys.readouterr().err
+
+
+def test_evaluate_at_other_solver_settings_changes_the_solves_not_the_card(zoo_folder):
+    """--solver: every ODE block solves with the given settings (the test NFE follows the
+    tolerance), and the folder on disk keeps the recipe's solver."""
+    config_before = (zoo_folder / "config.json").read_bytes()
+    card = evaluation.evaluate(zoo_folder, limit_batches=1)
+    loose = evaluation.evaluate(zoo_folder, limit_batches=1, solver={"rtol": 0.5, "atol": 0.5})
+    tight = evaluation.evaluate(zoo_folder, limit_batches=1, solver={"rtol": 1e-6, "atol": 1e-6})
+    assert loose["test/nfe_forward"] < card["test/nfe_forward"] < tight["test/nfe_forward"]
+    assert (zoo_folder / "config.json").read_bytes() == config_before
+
+
+def test_solver_overrides_reach_evaluate_parsed_and_the_verdict_says_so(
+    zoo_folder, monkeypatch, capsys
+):
+    seen = {}
+
+    def fake(ref, **kwargs):
+        seen.update(kwargs)
+        return {"test/acc": 0.1}
+
+    monkeypatch.setattr(evaluation, "evaluate", fake)
+    argv = ["evaluate", str(zoo_folder), "--solver", "rtol=1e-5", "--solver", "method=tsit5",
+            "--solver", "warm_start=false", "--limit-batches", "2"]  # fmt: skip
+    assert main(argv) == 0
+    assert seen["solver"] == {"rtol": 1e-5, "method": "tsit5", "warm_start": False}
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "--solver rtol=1e-05 method=tsit5 warm_start=False: the card's metrics are for the "
+        "recipe's solver; --limit-batches: a subset of the test set, so differences from the "
+        "card are expected."
+    )
+    assert main(["evaluate", str(zoo_folder)]) == 0
+    assert seen["solver"] is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"rtol": -1}, "rtol must be a non-negative number"),
+        ({"mehtod": "rk4"}, "Unknown solver setting(s) ['mehtod']"),
+    ],
+)
+def test_bad_solver_overrides_are_user_errors(zoo_folder, changes, says):
+    with pytest.raises(ZooError, match=re.escape(says)):
+        evaluation.evaluate(zoo_folder, limit_batches=1, solver=changes)
+
+
+def test_solver_overrides_need_an_ode_block():
+    from nodezoo.models.classifier import ImageClassifier
+
+    with pytest.raises(ZooError, match="this ImageClassifier has none"):
+        evaluation.override_solver(ImageClassifier("mlp", width=4), {"rtol": 1e-5})
+
+
+def test_solver_option_wants_key_equals_value(zoo_folder, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(zoo_folder), "--solver", "rtol"])
+    assert "--solver takes KEY=VALUE (e.g. rtol=1e-5), got 'rtol'" in capsys.readouterr().err

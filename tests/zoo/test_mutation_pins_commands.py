@@ -37,7 +37,9 @@ def test_the_verdict_names_every_mismatched_metric():
 
 
 def test_verdicts_for_partial_runs_and_cards_without_these_metrics():
-    _, partial = compare_with_card({"test/acc": 0.5}, {"test/acc": 0.5}, partial=True)
+    _, partial = compare_with_card(
+        {"test/acc": 0.5}, {"test/acc": 0.5}, departure="--limit-batches: a subset of the test set"
+    )
     assert partial.startswith("--limit-batches: a subset of the test set")
     _, nothing = compare_with_card({"test/acc": 0.5}, {"other": 1})
     assert nothing.startswith("The card records none of these metrics")
@@ -172,6 +174,7 @@ OPTIONS = {
         "--data-dir": (None, "_StoreAction", "data_dir"),
         "--batch-size": (int, "_StoreAction", "batch_size"),
         "--limit-batches": (int, "_StoreAction", "limit_batches"),
+        "--solver": (None, "_AppendAction", "solver"),
         "--json": (None, "_StoreTrueAction", "json"),
     },
     "publish": {
@@ -224,6 +227,8 @@ def test_each_verb_documents_every_option_it_takes(verb, monkeypatch):
         action = actions[name]
         assert (action.type, type(action).__name__, action.dest) == (type_, kind, dest), name
         assert action.help and action.help.strip(), name
+    if verb == "evaluate":
+        assert actions["--solver"].default == [] and actions["--solver"].metavar == "KEY=VALUE"
     if verb == "publish":
         assert actions["--fact"].default == [] and actions["--fact"].metavar == "KEY=VALUE"
         assert actions["--comparison"].metavar == "FILE"
