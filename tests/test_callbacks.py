@@ -185,5 +185,7 @@ def test_saved_tensor_meter_does_not_keep_graphs_alive():
         gc.collect()
         return sum(isinstance(o, torch.Tensor) for o in gc.get_objects())
 
+    # a leak grows the count every step; objects of earlier tests that the first collection
+    # frees may lower it once (seen in the full suite: 1415, 1412, 1412, 1412)
     counts = [live_tensors_after_a_step() for _ in range(4)]
-    assert counts[1:] == counts[:1] * 3, counts
+    assert counts[2:] == counts[1:2] * 2 and counts[1] <= counts[0], counts
