@@ -7,7 +7,9 @@ checkpointing. Pure torch: no Lightning, no Hub (scipy only for ``scipy_solver``
 ``odeint``/``odeint_adjoint``/``odeint_event``/``odeint_dense`` match torchdiffeq's API, so
 ``import nodezoo as torchdiffeq`` works (its test suite passes, implicit methods included);
 ``solve(func, y0, t, SolverConfig(...))`` is the config-driven entry point models use;
-``solve_independent`` solves each sample of a batch with its own times and steps.
+``solve_independent`` solves each sample of a batch with its own times and steps;
+``FirstStepMemory`` (``SolverConfig(warm_start=True)`` in an ``ODEBlock``) starts each solve of a
+training loop with the step size the previous one settled on.
 """
 
 from .config import SolverConfig
