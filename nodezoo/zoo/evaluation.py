@@ -244,6 +244,7 @@ def evaluate(
     ``model`` with a ``recipe``. ``seed``/``data_dir``/``batch_size`` override the recipe's data
     args (None keeps the recipe's); ``solver`` overrides settings of every ODE block's solver
     (``{"rtol": 1e-5}``: accuracy against test NFE at other tolerances, the paper's Figure 3)."""
+    given = model is not None
     if model is None:
         if ref is None:
             raise ZooError(
@@ -265,6 +266,8 @@ def evaluate(
             )
     entry = get_architecture(architecture)
     if solver:
+        if given:  # the caller's own model keeps its solver
+            model = copy.deepcopy(model)
         override_solver(model, solver)
     torch.manual_seed(0 if seed is None else seed)
     datamodule = test_datamodule(recipe, seed=seed, data_dir=data_dir, batch_size=batch_size)

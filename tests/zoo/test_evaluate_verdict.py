@@ -110,3 +110,14 @@ def test_solver_option_wants_key_equals_value(zoo_folder, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", str(zoo_folder), "--solver", "rtol"])
     assert "--solver takes KEY=VALUE (e.g. rtol=1e-5), got 'rtol'" in capsys.readouterr().err
+
+
+def test_solver_overrides_leave_a_callers_model_as_it_was(zoo_folder):
+    from nodezoo.zoo.pretrained import from_pretrained
+
+    model = from_pretrained(zoo_folder)
+    (block,) = [m for m in model.modules() if hasattr(m, "first_steps")]
+    before = block.solver
+    recipe = evaluation._read_recipe(zoo_folder)
+    evaluation.evaluate(model=model, recipe=recipe, limit_batches=1, solver={"rtol": 0.5})
+    assert block.solver is before
