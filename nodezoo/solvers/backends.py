@@ -29,8 +29,14 @@ class _CountingField(torch.nn.Module):
         return self.func(t, y)
 
 
-def solve_torchdiffeq(func, y0, t, config: SolverConfig, *, params, stats, options):
-    """Run the same config through torchdiffeq, for cross-checks and for its users."""
+def solve_torchdiffeq(
+    func, y0, t, config: SolverConfig, *, params, stats, options, adjoint_options
+):
+    """Run the same config through torchdiffeq, for cross-checks and for its users.
+
+    The adjoint's options follow the native backend's rule: ``adjoint_options`` if given, else
+    the forward options less ``norm`` and ``interp``; the config's seminorm unless they name a
+    norm."""
     try:
         import torchdiffeq
     except ImportError as exc:
@@ -44,11 +50,12 @@ def solve_torchdiffeq(func, y0, t, config: SolverConfig, *, params, stats, optio
             "or backend='native'."
         )
     opts = options_dict(options)
-    if isinstance(opts.get("first_step"), FirstStepMemory):
-        raise SolverConfigError(
-            "options['first_step'] is a FirstStepMemory, which nodezoo's own step loop "
-            "updates; torchdiffeq takes a number: use backend='native' or give a number."
-        )
+    for name, given in (("options", opts), ("adjoint_options", adjoint_options or {})):
+        if isinstance(given.get("first_step"), FirstStepMemory):
+            raise SolverConfigError(
+                f"{name}['first_step'] is a FirstStepMemory, which nodezoo's own step loop "
+                "updates; torchdiffeq takes a number: use backend='native' or give a number."
+            )
     if config.step_size is not None:
         opts.setdefault("step_size", config.step_size)
     if config.first_step is not None:
@@ -58,9 +65,13 @@ def solve_torchdiffeq(func, y0, t, config: SolverConfig, *, params, stats, optio
     field = _CountingField(func, stats)
     kwargs = dict(rtol=config.rtol, atol=config.atol, method=config.method, options=opts)
     if config.gradient == "adjoint":
-        adjoint_options = {"norm": "seminorm"} if config.seminorm else {}
+        if adjoint_options is None:
+            adjoint_options = {k: v for k, v in opts.items() if k not in ("norm", "interp")}
+        adjoint_options = dict(adjoint_options)
+        if config.seminorm:
+            adjoint_options.setdefault("norm", "seminorm")
         if config.step_size is not None:
-            adjoint_options["step_size"] = config.step_size
+            adjoint_options.setdefault("step_size", config.step_size)
         if params is None:
             params = tuple(p for p in field.parameters() if p.requires_grad)
         ys = torchdiffeq.odeint_adjoint(

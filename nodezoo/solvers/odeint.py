@@ -167,6 +167,12 @@ def solve(
     ``_adjoint`` forms in the adjoint's backward solve) are called as ``cb(t0, y0, dt)``.
     """
     config = SolverConfig.from_dict(config)
+    if adjoint_options and config.gradient != "adjoint":
+        raise SolverConfigError(
+            f"adjoint_options set the adjoint's backward solve, and this solve's gradient is "
+            f"{config.gradient!r}, which has none: drop adjoint_options, or set "
+            "gradient='adjoint'."
+        )
     memory = options_dict(options).get("first_step") if config.warm_start else None
     if config.warm_start and not isinstance(memory, FirstStepMemory):
         raise SolverConfigError(
@@ -189,7 +195,10 @@ def solve(
             )
         from .backends import solve_torchdiffeq
 
-        return solve_torchdiffeq(func, y0, t, config, params=params, stats=stats, options=options)
+        return solve_torchdiffeq(
+            func, y0, t, config, params=params, stats=stats, options=options,
+            adjoint_options=adjoint_options,
+        )  # fmt: skip
     y_ref = parts[0]
     times = _check_times(t, y_ref)
     if event_fn is not None and len(times) != 2:

@@ -36,7 +36,37 @@ CASES = {
         lambda f, y0: torchdiffeq.odeint_adjoint(
             f, y0, T, rtol=1e-7, atol=1e-9, method="dopri5", options={"max_num_steps": 500},
             adjoint_rtol=1e-5, adjoint_atol=1e-6, adjoint_method="bosh3",
-            adjoint_options={"norm": "seminorm"}, adjoint_params=(f.k,),
+            adjoint_options={"norm": "seminorm", "max_num_steps": 500}, adjoint_params=(f.k,),
+        ),
+    ),
+    "adjoint_options_given": (  # the user's adjoint options, the config's seminorm beside them
+        dict(gradient="adjoint", adjoint_method="rk4", adjoint_options={"step_size": 0.25}),
+        lambda f, y0: torchdiffeq.odeint_adjoint(
+            f, y0, T, rtol=1e-3, atol=1e-3, method="dopri5", options={"max_num_steps": 100000},
+            adjoint_rtol=1e-3, adjoint_atol=1e-3, adjoint_method="rk4",
+            adjoint_options={"norm": "seminorm", "step_size": 0.25}, adjoint_params=(f.k,),
+        ),
+    ),
+    "adjoint_norm_given": (  # a norm in adjoint_options wins over the config's seminorm
+        dict(gradient="adjoint", options={"jump_t": torch.tensor([1.5], **F64)},
+             adjoint_options={"norm": lambda tensors: max(x.abs().max() for x in tensors)}),
+        lambda f, y0: torchdiffeq.odeint_adjoint(
+            f, y0, T, rtol=1e-3, atol=1e-3, method="dopri5",
+            options={"jump_t": torch.tensor([1.5], **F64), "max_num_steps": 100000},
+            adjoint_options={"norm": lambda tensors: max(x.abs().max() for x in tensors)},
+            adjoint_params=(f.k,),
+        ),
+    ),
+    "adjoint_inherits_options": (  # no adjoint_options: the forward's, less the norm
+        dict(gradient="adjoint", options={"jump_t": torch.tensor([1.5], **F64),
+                                          "norm": lambda y: y.abs().max()}),
+        lambda f, y0: torchdiffeq.odeint_adjoint(
+            f, y0, T, rtol=1e-3, atol=1e-3, method="dopri5",
+            options={"jump_t": torch.tensor([1.5], **F64), "max_num_steps": 100000,
+                     "norm": lambda y: y.abs().max()},
+            adjoint_options={"jump_t": torch.tensor([1.5], **F64), "max_num_steps": 100000,
+                             "norm": "seminorm"},
+            adjoint_params=(f.k,),
         ),
     ),
     "adjoint_fixed_step": (
@@ -60,9 +90,11 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_torchdiffeq_backend_passes_every_setting(case):
     cfg, direct = CASES[case]
+    cfg = dict(cfg)
+    options = {k: cfg.pop(k) for k in ("options", "adjoint_options") if k in cfg}
     func, stats = Counted(), SolveStats()
     y0 = torch.tensor([1.0, -0.5], **F64)
-    ys = nodezoo.solve(func, y0, T, {**cfg, "backend": "torchdiffeq"}, stats=stats)
+    ys = nodezoo.solve(func, y0, T, {**cfg, "backend": "torchdiffeq"}, stats=stats, **options)
     forward_nfe = func.nfe
     (grad,) = torch.autograd.grad(ys[-1].sum(), func.k)
     assert (stats.nfe_forward, stats.nfe_backward) == (forward_nfe, func.nfe - forward_nfe)

@@ -1268,6 +1268,32 @@ ROWS = [
         ),
     ),
     (
+        "first-step-memory-torchdiffeq-adjoint",
+        lambda: solve(
+            decay,
+            Y0,
+            T,
+            {"backend": "torchdiffeq"},
+            adjoint_options={"first_step": FirstStepMemory()},
+        ),
+        SolverConfigError,
+        (
+            "adjoint_options['first_step'] is a FirstStepMemory, which nodezoo's own step loop "
+            "updates; torchdiffeq takes a number: use backend='native' or give a number."
+        ),
+    ),
+    (
+        "adjoint-options-without-adjoint",
+        lambda: solve(
+            decay, Y0, T, {"gradient": "checkpoint"}, adjoint_options={"norm": "seminorm"}
+        ),
+        SolverConfigError,
+        (
+            "adjoint_options set the adjoint's backward solve, and this solve's gradient is "
+            "'checkpoint', which has none: drop adjoint_options, or set gradient='adjoint'."
+        ),
+    ),
+    (
         "first-step-memory-value",
         lambda: FirstStepMemory(-1.0),
         ValueError,
