@@ -13,6 +13,7 @@ memory method are in benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import sys
@@ -741,6 +742,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--repeats and --threads must be >= 1 and --warmup >= 0.")
     if "nodezoo" not in args.libraries:
         p.error("--libraries must include nodezoo: every ratio is relative to it.")
+    for library in args.libraries:
+        if importlib.util.find_spec(library) is None:
+            p.error(f"{library} is not installed: pip install {library}, or leave it out of "
+                    "--libraries.")  # fmt: skip
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error(f"--device {args.device} asked for, but torch sees no CUDA device.")
     args.bare_target_s = 0.005 if args.quick else 0.02
@@ -783,14 +788,20 @@ def main(argv=None) -> int:
         )
 
     import torchdiffeq
-    import torchode
 
     import nodezoo
+
+    try:  # --libraries nodezoo torchdiffeq runs without it (e.g. on a lent GPU machine)
+        import torchode
+
+        torchode_version = torchode.__version__
+    except ImportError:
+        torchode_version = "not installed"
 
     print("# nodezoo solver benchmark\n")
     print(
         f"torch {torch.__version__}, nodezoo {getattr(nodezoo, '__version__', '?')}, torchdiffeq "
-        f"{torchdiffeq.__version__}, torchode {torchode.__version__}; {machine_description()}, "
+        f"{torchdiffeq.__version__}, torchode {torchode_version}; {machine_description()}, "
         f"device {device}, {args.threads} thread(s); median of {args.repeats} round-robin "
         f"samples after {args.warmup} warm-up round(s); batch {batch} (conv {conv_batch}); "
         f"dopri5, rtol = atol; torchode {'per-sample' if args.torchode_per_sample else 'joint'}"
