@@ -170,6 +170,9 @@ def test_cnf_log_prob_sample_and_round_trip_on_cuda():
     cpu, gpu = on_both(run)
     for a, b in zip(gpu, cpu, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
+    model = CNF(dim=2, hidden=16, layers=2).to(CUDA)  # a generator on the model's device
+    draws = [model.sample(4, generator=torch.Generator(CUDA).manual_seed(3)) for _ in range(2)]
+    assert draws[0].device.type == CUDA.type and torch.equal(draws[0], draws[1])
 
 
 def test_latent_ode_latents_match_and_loss_trains_on_cuda():
@@ -202,6 +205,28 @@ def test_latent_ode_latents_match_and_loss_trains_on_cuda():
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None and p.grad.device.type == CUDA.type for p in model.parameters())
+
+
+@pytest.mark.parametrize("dim", [2, 64])
+def test_card_pictures_of_models_on_cuda(tmp_path, dim):
+    """The card pictures (density grid, samples, trajectories) of models that live on the GPU."""
+    pytest.importorskip("matplotlib")
+    from nodezoo.data.spirals import make_spirals
+    from nodezoo.models.cnf import CNF
+    from nodezoo.models.cnf_plots import plot_cnf
+    from nodezoo.models.latent_ode import LatentODE
+    from nodezoo.models.latent_ode_plots import plot_spirals
+
+    torch.manual_seed(0)
+    cnf = CNF(dim=dim, hidden=8, layers=1, solver={"rtol": 1e-3, "atol": 1e-3}).to(CUDA)
+    data = torch.randn(300, dim) if dim == 2 else torch.rand(40, dim)
+    path = plot_cnf(cnf, data, tmp_path / "cnf.png", n_samples=300, grid=20, n_times=3)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    latent = LatentODE(obs_dim=2, latent_dim=3, encoder_hidden=8, field_hidden=8,
+                       decoder_hidden=8).to(CUDA)  # fmt: skip
+    spirals = make_spirals(3, seed=0, n_obs=[5, 8], window=10, horizon=5, n_total=100)
+    path = plot_spirals(latent, spirals, tmp_path / "spirals.png", n=2)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_pretrained_odenet_predicts_the_same_on_cuda():

@@ -325,11 +325,14 @@ class CNF(PretrainedMixin, pl.LightningModule):
         )
 
     def base_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` draws from the base ``N(0, I)`` on the model's device and dtype."""
+        """``n`` draws from the base ``N(0, I)`` on the model's device and dtype, made on the
+        ``generator``'s device when one is given (a CPU generator gives the same draws for a
+        model on any device)."""
         if n < 1:
             raise ValueError(f"Need n >= 1 samples, got {n}.")
         ref = next(self.parameters())
-        z = torch.randn(n, self.hparams.dim, generator=generator, dtype=ref.dtype)
+        device = ref.device if generator is None else generator.device
+        z = torch.randn(n, self.hparams.dim, generator=generator, dtype=ref.dtype, device=device)
         return z.to(ref.device)
 
     @torch.no_grad()
