@@ -1,7 +1,8 @@
-"""Monitoring callbacks shared by every model: solver cost and resource use.
+"""Callbacks shared by every model: solver cost and resource use, checkpoints, random state.
 
 They are cross-cutting, so they live here as Lightning callbacks instead of inside each model;
-every recipe lists them under ``trainer.callbacks``.
+every recipe lists the monitors under ``trainer.callbacks``; ``nodezoo fit`` adds the
+checkpoints (``LastCheckpoint``) and ``RandomState`` itself.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import shlex
 import sys
 import time
@@ -16,6 +18,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -28,6 +31,7 @@ from .runs import MODEL_PARAMS, SUMMARY_NAME, TEST_NFE_FORWARD, count_parameters
 __all__ = [
     "SUMMARY_NAME",
     "LastCheckpoint",
+    "RandomState",
     "ResourceMonitor",
     "RunSummary",
     "SavedTensorMeter",
@@ -481,3 +485,44 @@ class LastCheckpoint(ModelCheckpoint):
         if trainer.strategy.broadcast(behind, src=0):
             trainer.save_checkpoint(str(path))
             self.last_model_path = str(path)
+
+
+class RandomState(pl.Callback):
+    """Torch's (CPU and CUDA), numpy's and Python's random states in every checkpoint, put back
+    when a fit resumes from one, so the model's random draws (STEER's end times, Hutchinson
+    probes, latent samples) go on as in a run that never stopped; ``nodezoo.data.resume`` does
+    the same for the data. They are put back at the start of training, after the sanity check,
+    whose draws the uninterrupted run also made before its first step. Plain tensors, numbers
+    and lists only, so checkpoints still load with ``weights_only=True``. Under DDP the saved
+    state is rank zero's, put back on every rank (``seed_everything`` gives all ranks one seed).
+    """
+
+    def __init__(self):
+        self._restore: dict | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        version, internal, gauss_next = random.getstate()
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": cuda,
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "python": [version, list(internal), gauss_next],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restore = state_dict
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state, self._restore = self._restore, None
+        if state is None:
+            return
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            if len(state["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(state["cuda"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        version, internal, gauss_next = state["python"]
+        random.setstate((version, tuple(internal), gauss_next))

@@ -19,7 +19,7 @@ from jsonargparse import ArgumentError, Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-from .callbacks import LastCheckpoint
+from .callbacks import LastCheckpoint, RandomState
 from .errors import NodezooError
 
 __all__ = ["NodezooCLI", "RecipeError", "check_model_matches_data", "run_lightning"]
@@ -42,6 +42,8 @@ class NodezooCLI(LightningCLI):
     defers every save until that metric exists, i.e. until the first validation.) They are
     top-level sections rather than entries of ``trainer.callbacks`` so that single keys such as
     ``--last_checkpoint.every_n_train_steps`` can be overridden; entries of a list cannot.
+    ``RandomState`` is added to every trainer: with it (and the data modules' resumable training
+    order, ``nodezoo.data.resume``) a resumed run ends as one that never stopped.
     """
 
     CHECKPOINT_SECTIONS = ("best_checkpoint", "last_checkpoint")
@@ -70,6 +72,8 @@ class NodezooCLI(LightningCLI):
         except (ValueError, TypeError) as err:  # a class rejected its init args: say which
             raise RecipeError(f"the recipe's classes could not be built:\n{err}") from err
         check_model_matches_data(self.model, self.datamodule)
+        if not any(isinstance(c, RandomState) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(RandomState())
         quiet_wandb_init(getattr(self.trainer, "loggers", []))
 
 

@@ -19,14 +19,15 @@ dimension: the density of ``k + u`` on ``[0, 17)^64`` is ``p(x) / 17^64``, so
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from .digits import DigitsDataModule
+from .resume import evaluation_loader, training_loader
 from .splits import SplitsDataModule
 
 
@@ -104,31 +105,16 @@ def sample_toy(name: str, n: int, seed: int | list[int]) -> torch.Tensor:
     return torch.as_tensor(points, dtype=torch.float32)
 
 
-class EpochSampler(Sampler):
-    """Yields ``(epoch, batch)`` keys for one epoch of ``n_batches``. Lightning calls
-    ``set_epoch`` before every epoch; without it, each pass over the sampler is the next epoch."""
+class FreshBatches(Dataset):
+    """Batch ``(epoch, i)`` of a 2-D density: ``batch_size`` points, seed ``(seed, epoch, i)``;
+    ``n_batches`` of them per epoch."""
 
-    def __init__(self, n_batches: int):
+    def __init__(self, name: str, batch_size: int, seed: int, n_batches: int):
+        self.name, self.batch_size, self.seed = _density_name(name), batch_size, seed
         self.n_batches = n_batches
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.n_batches
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch
-        self.epoch += 1
-        return iter([(epoch, i) for i in range(self.n_batches)])
-
-
-class FreshBatches(Dataset):
-    """Batch ``(epoch, i)`` of a 2-D density: ``batch_size`` points, seed ``(seed, epoch, i)``."""
-
-    def __init__(self, name: str, batch_size: int, seed: int):
-        self.name, self.batch_size, self.seed = _density_name(name), batch_size, seed
 
     def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
         epoch, i = key
@@ -164,7 +150,6 @@ class ToyDensityDataModule(pl.LightningDataModule):
                 f"{n_test}, {batch_size}."
             )
         self.save_hyperparameters()
-        self.sampler = EpochSampler(max(1, n_train // batch_size))
         self.splits: dict[str, torch.Tensor] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -181,15 +166,20 @@ class ToyDensityDataModule(pl.LightningDataModule):
         return hp.seed + 2 if hp.test_seed is None else hp.test_seed
 
     def train_dataloader(self) -> DataLoader:
+        """Batches in order, each its own seeded draw: keys go to ``FreshBatches`` as they are
+        (``resume.training_loader`` with ``seed_items=False``)."""
         hp = self.hparams
-        batches = FreshBatches(hp.dataset, hp.batch_size, hp.seed)
-        return DataLoader(
-            batches, batch_size=None, sampler=self.sampler, num_workers=hp.num_workers
+        batches = FreshBatches(
+            hp.dataset, hp.batch_size, hp.seed, max(1, hp.n_train // hp.batch_size)
         )
+        return training_loader(
+            batches, self, batch_size=None, seed=hp.seed,
+            shuffle=False, seed_items=False, num_workers=hp.num_workers,
+        )  # fmt: skip
 
     def _fixed(self, name: str) -> DataLoader:
         self.setup()
-        return DataLoader(self.splits[name], batch_size=self.hparams.batch_size, shuffle=False)
+        return evaluation_loader(self.splits[name], batch_size=self.hparams.batch_size, seed=0)
 
     def val_dataloader(self) -> DataLoader:
         return self._fixed("val")

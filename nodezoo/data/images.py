@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, random_split
 from torchvision import datasets, transforms
 
 from ..errors import NodezooError
+from .resume import evaluation_loader, training_loader
 
 __all__ = [
     "CIFAR10DataModule",
@@ -209,29 +210,29 @@ class ImageDataModule(pl.LightningDataModule):
         if stage in (None, "test", "predict") and self.test_set is None:
             self.test_set = _Transformed(self._load(train=False), self.eval_transform())
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
+        """Training: resumable order and seeded augmentation (``resume.training_loader``)."""
         if dataset is None:
             raise RuntimeError("call setup() before asking for a dataloader")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
+        workers = dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
+                       persistent_workers=self.num_workers > 0)  # fmt: skip
+        if train:
+            return training_loader(
+                dataset, self, batch_size=self.batch_size, seed=self.seed, **workers
+            )
+        return evaluation_loader(dataset, batch_size=self.batch_size, seed=self.seed, **workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        return self._loader(self.test_set, train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        return self._loader(self.test_set, train=False)
 
 
 def _idx_how_to_get(dataset_class) -> str:

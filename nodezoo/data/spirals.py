@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .resume import evaluation_loader, training_loader
 from .timeseries import collate_series
 
 
@@ -187,14 +188,16 @@ class SpiralsDataModule(pl.LightningDataModule):
         }
 
     def _loader(self, split: str) -> DataLoader:
+        """Training: resumable order, seeded items (``resume.training_loader``)."""
         self.setup()
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.hparams.batch_size if split == "train" else 500,
-            shuffle=split == "train",
-            num_workers=self.hparams.num_workers,
-            collate_fn=collate_series,
-        )
+        hp = self.hparams
+        common = dict(num_workers=hp.num_workers, collate_fn=collate_series)
+        if split == "train":
+            return training_loader(
+                self.datasets[split], self, batch_size=hp.batch_size, seed=hp.seed,
+                **common,
+            )  # fmt: skip
+        return evaluation_loader(self.datasets[split], batch_size=500, seed=hp.seed, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -19,6 +19,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from .resume import evaluation_loader, training_loader
+
 SUFFIXES = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
 
 
@@ -207,19 +209,19 @@ class TimeSeriesDataModule(pl.LightningDataModule):
         self.val_items = [items[i] for i in order[:n_val]]
         self.train_items = [items[i] for i in order[n_val:]]
 
-    def _loader(self, items: list[dict], shuffle: bool) -> DataLoader:
-        return DataLoader(
-            items,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            collate_fn=collate_series,
-        )
+    def _loader(self, items: list[dict], train: bool) -> DataLoader:
+        """Training: resumable order, seeded items (``resume.training_loader``)."""
+        hp = self.hparams
+        common = dict(batch_size=hp.batch_size, seed=hp.seed, num_workers=hp.num_workers,
+                      collate_fn=collate_series)  # fmt: skip
+        if train:
+            return training_loader(items, self, **common)
+        return evaluation_loader(items, **common)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        return self._loader(self.train_items, shuffle=True)
+        return self._loader(self.train_items, train=True)
 
     def val_dataloader(self) -> DataLoader:
         self.setup()
-        return self._loader(self.val_items, shuffle=False)
+        return self._loader(self.val_items, train=False)

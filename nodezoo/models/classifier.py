@@ -22,6 +22,7 @@ from ..runs import ode_blocks
 from ..solvers import SolverConfig
 from ..zoo.pretrained import PretrainedMixin, load_pretrained_weights
 from .backbones import build_backbone, resolve_solver
+from .schedule import planned_optimizer_steps
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("multistep", "cosine", "onecycle", "constant")
@@ -252,7 +253,8 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
         return epochs
 
     def _total_steps(self) -> int:
-        steps = getattr(self._trainer, "estimated_stepping_batches", None)
+        trainer = self._trainer
+        steps = None if trainer is None else planned_optimizer_steps(trainer)
         if steps is None or not 0 < steps < float("inf"):
             raise ValueError(
                 "lr_schedule='onecycle' needs the run length: give the Trainer max_epochs or "

@@ -35,6 +35,7 @@ from ..nn import ODEBlock
 from ..nn.regularisation import RegularisationConfig, steer_end_time
 from ..solvers import SolverConfig
 from ..zoo.pretrained import PretrainedMixin
+from .schedule import planned_optimizer_steps
 
 TRACES = ("auto", "exact", "hutchinson")
 NOISES = ("rademacher", "gaussian")
@@ -406,7 +407,7 @@ class CNF(PretrainedMixin, pl.LightningModule):
         opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.lr_schedule == "constant":
             return opt
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        steps = max(1, int(planned_optimizer_steps(self.trainer)))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=hp.lr / 50)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

@@ -14,6 +14,7 @@ from torchmetrics import SumMetric
 
 from ..nn.recurrent import check_batch, masked_squared_error
 from ..zoo.pretrained import PretrainedMixin
+from .schedule import planned_optimizer_steps
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -83,6 +84,6 @@ class ForecastingModel(PretrainedMixin, pl.LightningModule):
         opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.lr_schedule == "constant":
             return opt
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        steps = max(1, int(planned_optimizer_steps(self.trainer)))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=hp.lr / 50)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

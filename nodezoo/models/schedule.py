@@ -1,0 +1,42 @@
+"""How many optimizer steps a fit will take, for learning-rate schedules that span the run.
+
+Why not ``trainer.estimated_stepping_batches``: called from ``configure_optimizers``, Lightning's
+property runs the fit loop's data set-up, which builds the training iterator there and then,
+before a checkpoint is restored; the fit goes on with that iterator, so a resumed run would start
+its epoch again from the first batch, whatever ``nodezoo.data.resume`` knows. This counts the
+batches of a loader the data module builds (and nobody iterates) with Lightning's rules instead:
+``limit_train_batches``, ``accumulate_grad_batches``, ``max_epochs``, ``max_steps``. Without a
+data module (loaders passed to ``fit``) it asks Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+
+
+def planned_optimizer_steps(trainer: pl.Trainer) -> float:
+    """The fit's optimizer steps: ``trainer.estimated_stepping_batches``, computed without
+    building the fit's training iterator early (see the module docstring)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is None:
+        return trainer.estimated_stepping_batches
+    epochs = trainer.max_epochs
+    if (
+        trainer.train_dataloader is not None  # already built: nothing to avoid
+        or epochs is None
+        or epochs < 0
+        or trainer.overfit_batches
+    ):
+        return trainer.estimated_stepping_batches
+    try:
+        length = len(datamodule.train_dataloader())
+    except TypeError:  # no length (an iterable data set): Lightning knows what to do
+        return trainer.estimated_stepping_batches
+    limit = trainer.limit_train_batches
+    batches = min(length, limit) if isinstance(limit, int) else int(length * limit)
+    if batches == 0:  # Lightning raises its own error for a limit below one batch
+        return trainer.estimated_stepping_batches
+    steps = math.ceil(batches / trainer.accumulate_grad_batches) * max(epochs, 1)
+    return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps

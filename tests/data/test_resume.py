@@ -1,0 +1,170 @@
+"""Training data and random state resume exactly: a run killed and resumed from ``last.ckpt``
+ends with the weights of one that never stopped (``nodezoo.data.resume``,
+``nodezoo.callbacks.RandomState``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from nodezoo.callbacks import RandomState
+from nodezoo.data import FashionMNISTDataModule
+from nodezoo.data.resume import SeededItems, TrainingOrder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Noisy(Dataset):
+    """Item i: i plus a draw from torch's global generator (as a random crop would draw)."""
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return i + torch.rand(())
+
+
+def keys(order: TrainingOrder) -> list[tuple[int, int]]:
+    return list(iter(order))
+
+
+def test_each_epoch_is_its_own_seeded_permutation_and_resumes_after_the_trained_batches():
+    where = {"at": None}
+    order = TrainingOrder(Noisy(), batch_size=3, seed=4, position=lambda: where["at"])
+    epoch0, epoch1 = keys(order), keys(order)  # outside a fit: each pass the next epoch
+    assert [e for e, _ in epoch0] == [0] * 10 and [e for e, _ in epoch1] == [1] * 10
+    assert sorted(i for _, i in epoch0) == list(range(10)) != [i for _, i in epoch0]
+    assert [i for _, i in epoch0] != [i for _, i in epoch1]
+    again = TrainingOrder(Noisy(), batch_size=3, seed=4)
+    assert keys(again) == epoch0  # the same seed, the same order
+    assert keys(TrainingOrder(Noisy(), batch_size=3, seed=5)) != epoch0
+
+    where["at"] = (1, 2)  # a fit resumed in epoch 1 after 2 trained batches
+    assert keys(order) == epoch1[6:]
+    where["at"] = (1, 4)  # all 4 batches trained: the checkpoint closed the epoch
+    assert keys(order) == epoch1
+    where["at"] = (0, 0)
+    assert keys(order) == epoch0
+
+
+def test_seeded_items_draw_from_their_key_alone_and_leave_the_global_generator():
+    items = SeededItems(Noisy(), seed=1)
+    torch.manual_seed(0)
+    first = items[(2, 7)]
+    after = torch.rand(())
+    torch.manual_seed(123)
+    assert torch.equal(items[(2, 7)], first)  # whatever the global state
+    torch.manual_seed(0)
+    items[(0, 7)]
+    assert torch.equal(torch.rand(()), after)  # the global stream did not move
+    assert not torch.equal(items[(3, 7)], first)  # another epoch, another draw
+    assert not torch.equal(SeededItems(Noisy(), seed=2)[(2, 7)], first)
+    assert 3 <= float(items[3]) < 4  # an integer key (evaluation) loads as it is
+
+
+def test_image_batches_and_augmentation_repeat_and_loaders_leave_the_global_generator(
+    tiny_fashion_dir,
+):
+    def data():
+        dm = FashionMNISTDataModule(
+            data_dir=str(tiny_fashion_dir), batch_size=8, val_size=16, crop_padding=2,
+            horizontal_flip=True,
+        )  # fmt: skip
+        dm.setup("fit")
+        return dm
+
+    torch.manual_seed(0)
+    dm = data()
+    first = [x for x, _ in dm.train_dataloader()]
+    list(dm.val_dataloader())
+    expected = torch.rand(())
+    torch.manual_seed(0)
+    again = [x for x, _ in data().train_dataloader()]
+    assert torch.equal(torch.rand(()), expected)  # loading drew nothing from the global stream
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    plain = FashionMNISTDataModule(data_dir=str(tiny_fashion_dir), batch_size=8, val_size=16)
+    plain.setup("fit")
+    assert not torch.equal(first[0], next(iter(plain.train_dataloader()))[0])  # crops differ
+
+
+def test_random_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    torch.manual_seed(3)
+    saved = RandomState().state_dict()
+    torch.save({"callbacks": {"RandomState": saved}}, tmp_path / "c.ckpt")
+    expected = (torch.rand(2), np.random.rand(2), random.random())
+    loaded = torch.load(tmp_path / "c.ckpt", weights_only=True)["callbacks"]["RandomState"]
+    callback = RandomState()
+    callback.load_state_dict(loaded)
+    torch.rand(5), np.random.rand(5), random.random()  # moved on since
+    callback.on_train_start(None, None)
+    got = (torch.rand(2), np.random.rand(2), random.random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    assert got[2] == expected[2]
+
+
+# ------------------------------------------------------------------ real runs, killed and resumed
+def fit(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nodezoo.cli", "fit", *args],
+        env=env, cwd=env["WANDB_DIR"], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_runs_end_with_the_uninterrupted_weights(
+    tmp_path, tiny_fashion_dir, clean_env
+):
+    """Two epochs of 6 batches of the Fashion-MNIST ODE-Net recipe with its random crops and
+    flips, STEER and a Hutchinson-probed Jacobian regulariser (random draws on the model side):
+    once straight through, and killed after a checkpoint in the middle of epoch 2 (with two
+    loader workers) or at the end of epoch 1, then resumed with ``--ckpt_path last``."""
+    env = {**clean_env, "PYTHONPATH": os.pathsep.join([str(REPO), clean_env["PYTHONPATH"]])}
+
+    def args(run: str, every: int, workers: int = 0) -> list[str]:
+        return [
+            f"--config={REPO / 'recipes' / 'fashion_mnist' / 'odenet.yaml'}",
+            f"--data.init_args.data_dir={tiny_fashion_dir}", "--data.init_args.val_size=16",
+            "--data.init_args.batch_size=8", f"--data.init_args.num_workers={workers}",
+            "--model.init_args.width=8", "--model.init_args.solver.rtol=1e-5",
+            "--model.init_args.regularisation={steer: 0.3, jacobian: 0.01}",
+            "--trainer.limit_val_batches=1", "--trainer.max_epochs=2",
+            "--trainer.accelerator=cpu", "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path / run}",
+            f"--last_checkpoint.every_n_train_steps={every}",
+        ]  # fmt: skip
+
+    def kill_at(step: int) -> str:
+        spec = {
+            "class_path": "test_cli.KillAtStep",
+            "init_args": {"record_step": -1, "kill_step": step, "out_dir": str(tmp_path)},
+        }
+        return f"--trainer.callbacks+={json.dumps(spec)}"
+
+    straight = fit(args("straight", every=100), env)
+    assert straight.returncode == 0, straight.stderr[-4000:]
+    expected = final_weights(tmp_path / "straight")
+    for run, every, kill, workers in (("mid_epoch", 4, 9, 2), ("epoch_end", 6, 7, 0)):
+        killed = fit([*args(run, every, workers), kill_at(kill)], env)
+        assert killed.returncode == 17, killed.stderr[-4000:]
+        checkpoint = torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)
+        assert checkpoint["global_step"] == kill - 1  # the run stopped past a checkpoint
+        resumed = fit([*args(run, every, workers), "--ckpt_path=last"], env)
+        assert resumed.returncode == 0, resumed.stderr[-4000:]
+        got = final_weights(tmp_path / run)
+        assert got.keys() == expected.keys()
+        different = [k for k in got if not torch.equal(got[k], expected[k])]
+        assert not different, f"{run}: resumed weights differ in {different}"
