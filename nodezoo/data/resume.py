@@ -22,6 +22,7 @@ stopped (``tests/data/test_resume.py``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -55,13 +56,27 @@ class TrainingOrder(DistributedSampler):
         shuffle: bool = True,
         position: Position | None = None,
     ):
-        ready = dist.is_available() and dist.is_initialized()
-        world, rank = (dist.get_world_size(), dist.get_rank()) if ready else (1, 0)
-        super().__init__(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
+        super().__init__(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=seed)
         self.batch_size = batch_size
         self.position = position
+        self._follow_processes()
+
+    def _follow_processes(self) -> None:
+        """This process's share: all of it alone, every world-th item under DDP (the loader may
+        have been built before the process group started)."""
+        ready = dist.is_available() and dist.is_initialized()
+        world, rank = (dist.get_world_size(), dist.get_rank()) if ready else (1, 0)
+        if (world, rank) != (self.num_replicas, self.rank):
+            self.num_replicas, self.rank = world, rank
+            self.num_samples = math.ceil(len(self.dataset) / world)
+            self.total_size = self.num_samples * world
+
+    def __len__(self) -> int:
+        self._follow_processes()
+        return super().__len__()
 
     def __iter__(self):
+        self._follow_processes()
         where = self.position() if self.position is not None else None
         epoch, done = (self.epoch, 0) if where is None else where
         self.epoch = epoch  # DistributedSampler's permutation reads it

@@ -56,6 +56,26 @@ def test_each_epoch_is_its_own_seeded_permutation_and_resumes_after_the_trained_
     assert keys(order) == epoch0
 
 
+def test_under_ddp_each_rank_takes_every_other_item_of_the_same_order(monkeypatch):
+    import nodezoo.data.resume as resume
+
+    alone = keys(TrainingOrder(Noisy(), batch_size=2, seed=4))
+    where = {"at": None}
+    built = TrainingOrder(Noisy(), batch_size=2, seed=4, position=lambda: where["at"])
+    monkeypatch.setattr(resume.dist, "is_initialized", lambda: True)  # a process group starts
+    monkeypatch.setattr(resume.dist, "get_world_size", lambda: 2)
+    shares = []
+    for rank in (0, 1):
+        monkeypatch.setattr(resume.dist, "get_rank", lambda rank=rank: rank)
+        assert len(built) == 5
+        where["at"] = None
+        built.set_epoch(0)
+        shares.append(keys(built))
+        where["at"] = (0, 1)  # resumed after one batch of 2 on each rank
+        assert keys(built) == shares[-1][2:]
+    assert shares[0] == alone[0::2] and shares[1] == alone[1::2]
+
+
 def test_seeded_items_draw_from_their_key_alone_and_leave_the_global_generator():
     items = SeededItems(Noisy(), seed=1)
     torch.manual_seed(0)
