@@ -42,6 +42,7 @@ from _measure import machine_description, markdown_table
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import Subset
 
+from nodezoo.callbacks import RandomState
 from nodezoo.data import FashionMNISTDataModule
 from nodezoo.files import write_atomic
 from nodezoo.models.classifier import ImageClassifier
@@ -216,7 +217,7 @@ def run_setting(
     if args.test_size:
         data.test_set = Subset(data.test_set, range(min(args.test_size, len(data.test_set))))
     recorder = StepRecorder()
-    callbacks: list[pl.Callback] = [recorder]
+    callbacks: list[pl.Callback] = [recorder, RandomState()]
     resume = None
     if folder is not None:
         checkpoints = folder / "checkpoints"
@@ -241,7 +242,8 @@ def run_setting(
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(model, train_dataloaders=data.train_dataloader(), ckpt_path=resume)
+    # the data module itself (not its loader), so a resumed run picks up where it stopped
+    trainer.fit(model, datamodule=data, ckpt_path=resume)
     test_loader = torch.utils.data.DataLoader(
         data.test_set, batch_size=args.test_batch, num_workers=args.num_workers
     )
