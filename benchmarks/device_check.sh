@@ -4,12 +4,15 @@
 #
 #   pip download --no-deps -d .device_wheels pytest pluggy iniconfig exceptiongroup tomli \
 #       jsonargparse docstring-parser typeshed-client safetensors      # here, once (ignored by git)
-#   run: bash benchmarks/device_check.sh      carry: [".device_wheels"]      (~3-5 min)
+#   mkdir -p .device_data && cp /usr/share/datasets/fashion-mnist/train-*.gz .device_data/
+#   run: bash benchmarks/device_check.sh      carry: [".device_wheels", ".device_data"]  (~5 min)
 #
 # 1. what the machine has; 2. tests/test_cuda.py: CPU and CUDA give the same numbers (solvers in
 # every family and gradient mode, the regularised warm-started ODE block, every model family, a
 # pretrained zoo model) and `nodezoo fit` trains on the GPU; 3. benchmarks/solvers.py --device cuda
-# --quick: nodezoo against torchdiffeq on the GPU (wall clock; CPU time does not see the GPU).
+# --quick: nodezoo against torchdiffeq on the GPU (wall clock; CPU time does not see the GPU);
+# 4. with .device_data, benchmarks/classifier_epoch.py --device cuda: ODE-Net (cold and warm
+# start, and through torchdiffeq) against the ResNet per training step on the GPU.
 # Results go to $OUT (the run tool brings them back) or /tmp/device_check.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,4 +43,11 @@ python -c 'import torchode' 2>/dev/null && libraries="$libraries torchode"
 timeout 240 python benchmarks/solvers.py --device cuda --quick --libraries $libraries \
     --json "$OUT/solvers_cuda.json" > "$OUT/solvers_cuda.md" 2> "$OUT/solvers_cuda.log"
 echo "solvers.py exit $? ($OUT/solvers_cuda.md)"
+
+if [ -d .device_data ]; then
+    timeout 180 python benchmarks/classifier_epoch.py --device cuda --data .device_data \
+        --models odenet odenet-warm odenet-torchdiffeq resnet --steps 30 --warmup 3 \
+        > "$OUT/classifier_epoch_cuda.md" 2>&1
+    echo "classifier_epoch.py exit $? ($OUT/classifier_epoch_cuda.md)"
+fi
 exit "$tests"
