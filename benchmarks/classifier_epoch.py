@@ -15,7 +15,8 @@ it was before issue 13, from ``_legacy_field.py``, same weights), ``odenet-torch
 same model solved by torchdiffeq), ``odenet-backprop`` and ``odenet-checkpoint`` (the recipe's
 model with the other gradient modes), ``odenet-warm`` and ``odenet-backprop-warm`` (with
 ``SolverConfig(warm_start=True)``: each training solve starts with the step size the previous
-one settled on; the warm-up steps let it learn), ``resnet``.
+one settled on; the warm-up steps let it learn), ``odenet-rnode`` (``odenet_rnode.yaml``: warm
+start and kinetic regularisation, its penalty in the loss), ``resnet``.
 
 ``--odenet-weights`` starts every ODE-Net from trained weights (a zoo name or folder, or a
 Lightning checkpoint): a trained model's solves take more steps than a fresh one's, so the
@@ -46,7 +47,7 @@ from _legacy_field import LegacyConvODEField
 from _measure import machine_description
 
 from nodezoo.models.classifier import ImageClassifier
-from nodezoo.nn import ODEBlock
+from nodezoo.nn import ODEBlock, regularisation_loss
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
 TRAIN_IMAGES = 55000  # the recipes hold out 5000 of the 60000 for validation
@@ -61,6 +62,10 @@ MODELS = {
     "odenet-warm": dict(backbone="odenet", solver={"warm_start": True}),
     "odenet-backprop-warm": dict(
         backbone="odenet", solver={"gradient": "backprop", "warm_start": True}
+    ),
+    # recipes/fashion_mnist/odenet_rnode.yaml: warm start and kinetic regularisation (in the loss)
+    "odenet-rnode": dict(
+        backbone="odenet", solver={"warm_start": True}, regularisation={"kinetic": 3e-4}
     ),
     "resnet": dict(backbone="resnet", depth=6),
 }
@@ -150,6 +155,9 @@ def main() -> None:
             wall0, cpu0 = time.perf_counter(), time.process_time()
             opt.zero_grad()
             loss = F.cross_entropy(model(x), y)
+            penalty = regularisation_loss(model)
+            if penalty is not None:
+                loss = loss + penalty
             loss.backward()
             opt.step()
             sync()
