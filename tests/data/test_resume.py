@@ -144,17 +144,45 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
 
 
+def kill_at(step: int, out_dir: Path) -> str:
+    spec = {
+        "class_path": "test_cli.KillAtStep",
+        "init_args": {"record_step": -1, "kill_step": step, "out_dir": str(out_dir)},
+    }
+    return f"--trainer.callbacks+={json.dumps(spec)}"
+
+
+def assert_resumes_exactly(args, stops, tmp_path: Path, clean_env: dict[str, str]) -> None:
+    """``args(run, every, workers)`` fits once straight through, then for each ``(run, every,
+    kill, workers)`` of ``stops`` is killed at step ``kill`` (a checkpoint every ``every``
+    steps) and resumed; every resumed run must end with the straight run's weights, to the bit."""
+    env = {**clean_env, "PYTHONPATH": os.pathsep.join([str(REPO), clean_env["PYTHONPATH"]])}
+    straight = fit(args("straight", 100, 0), env)
+    assert straight.returncode == 0, straight.stderr[-4000:]
+    expected = final_weights(tmp_path / "straight")
+    for run, every, kill, workers in stops:
+        killed = fit([*args(run, every, workers), kill_at(kill, tmp_path)], env)
+        assert killed.returncode == 17, killed.stderr[-4000:]
+        checkpoint = torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)
+        assert checkpoint["global_step"] == kill - 1  # the run stopped past a checkpoint
+        resumed = fit([*args(run, every, workers), "--ckpt_path=last"], env)
+        assert resumed.returncode == 0, resumed.stderr[-4000:]
+        got = final_weights(tmp_path / run)
+        assert got.keys() == expected.keys()
+        different = [k for k in got if not torch.equal(got[k], expected[k])]
+        assert not different, f"{run}: resumed weights differ in {different}"
+
+
 @pytest.mark.slow
-def test_killed_and_resumed_runs_end_with_the_uninterrupted_weights(
+def test_killed_and_resumed_classifier_ends_with_the_uninterrupted_weights(
     tmp_path, tiny_fashion_dir, clean_env
 ):
     """Two epochs of 6 batches of the Fashion-MNIST ODE-Net recipe with its random crops and
     flips, STEER and a Hutchinson-probed Jacobian regulariser (random draws on the model side):
     once straight through, and killed after a checkpoint in the middle of epoch 2 (with two
     loader workers) or at the end of epoch 1, then resumed with ``--ckpt_path last``."""
-    env = {**clean_env, "PYTHONPATH": os.pathsep.join([str(REPO), clean_env["PYTHONPATH"]])}
 
-    def args(run: str, every: int, workers: int = 0) -> list[str]:
+    def args(run: str, every: int, workers: int) -> list[str]:
         return [
             f"--config={REPO / 'recipes' / 'fashion_mnist' / 'odenet.yaml'}",
             f"--data.init_args.data_dir={tiny_fashion_dir}", "--data.init_args.val_size=16",
@@ -167,24 +195,27 @@ def test_killed_and_resumed_runs_end_with_the_uninterrupted_weights(
             f"--last_checkpoint.every_n_train_steps={every}",
         ]  # fmt: skip
 
-    def kill_at(step: int) -> str:
-        spec = {
-            "class_path": "test_cli.KillAtStep",
-            "init_args": {"record_step": -1, "kill_step": step, "out_dir": str(tmp_path)},
-        }
-        return f"--trainer.callbacks+={json.dumps(spec)}"
+    assert_resumes_exactly(args, [("mid_epoch", 4, 9, 2), ("epoch_end", 6, 7, 0)], tmp_path,
+                           clean_env)  # fmt: skip
 
-    straight = fit(args("straight", every=100), env)
-    assert straight.returncode == 0, straight.stderr[-4000:]
-    expected = final_weights(tmp_path / "straight")
-    for run, every, kill, workers in (("mid_epoch", 4, 9, 2), ("epoch_end", 6, 7, 0)):
-        killed = fit([*args(run, every, workers), kill_at(kill)], env)
-        assert killed.returncode == 17, killed.stderr[-4000:]
-        checkpoint = torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)
-        assert checkpoint["global_step"] == kill - 1  # the run stopped past a checkpoint
-        resumed = fit([*args(run, every, workers), "--ckpt_path=last"], env)
-        assert resumed.returncode == 0, resumed.stderr[-4000:]
-        got = final_weights(tmp_path / run)
-        assert got.keys() == expected.keys()
-        different = [k for k in got if not torch.equal(got[k], expected[k])]
-        assert not different, f"{run}: resumed weights differ in {different}"
+
+@pytest.mark.slow
+def test_killed_and_resumed_cnf_ends_with_the_uninterrupted_weights(tmp_path, clean_env):
+    """The 8-Gaussians CNF recipe (fresh points every epoch, Hutchinson's trace with fresh
+    Rademacher noise every step, adjoint gradients), killed in the middle of its second epoch."""
+
+    def args(run: str, every: int, workers: int) -> list[str]:
+        return [
+            f"--config={REPO / 'recipes' / 'density' / 'cnf_8gaussians.yaml'}",
+            "--data.init_args.n_train=400", "--data.init_args.batch_size=100",
+            "--data.init_args.n_val=100", "--data.init_args.n_test=100",
+            "--model.init_args.hidden=8", "--model.init_args.layers=1",
+            "--model.init_args.trace=hutchinson", "--model.init_args.solver.rtol=1e-3",
+            "--model.init_args.solver.atol=1e-3", "--trainer.max_steps=8",
+            "--trainer.check_val_every_n_epoch=1", "--trainer.limit_val_batches=1",
+            "--trainer.accelerator=cpu", "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path / run}",
+            f"--last_checkpoint.every_n_train_steps={every}",
+        ]  # fmt: skip
+
+    assert_resumes_exactly(args, [("mid_epoch", 5, 6, 0)], tmp_path, clean_env)
