@@ -3,7 +3,9 @@
 Why not ``trainer.estimated_stepping_batches``: called from ``configure_optimizers``, Lightning's
 property runs the fit loop's data set-up, which builds the training iterator there and then,
 before a checkpoint is restored; the fit goes on with that iterator, so a resumed run would start
-its epoch again from the first batch, whatever ``nodezoo.data.resume`` knows. This counts the
+its epoch again from the first batch, whatever ``nodezoo.data.resume`` knows (the same bug
+keeps Lightning's own stateful loaders from resuming: Lightning-AI/pytorch-lightning#20550, open
+in 2.6 with fixes proposed). This counts the
 batches of a loader the data module builds (and nobody iterates) with Lightning's rules instead:
 ``limit_train_batches``, ``accumulate_grad_batches``, ``max_epochs``, ``max_steps``. Without a
 data module (loaders passed to ``fit``) it asks Lightning.
