@@ -229,6 +229,20 @@ def test_card_pictures_of_models_on_cuda(tmp_path, dim):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_random_state_puts_the_cuda_generators_back():
+    from nodezoo.callbacks import RandomState
+
+    torch.manual_seed(5)
+    torch.rand(1, device=CUDA)  # CUDA's generators exist
+    saved = RandomState().state_dict()
+    expected = torch.rand(4, device=CUDA)
+    torch.rand(9, device=CUDA)
+    callback = RandomState()
+    callback.load_state_dict(saved)
+    callback.on_train_start(None, None)
+    assert torch.equal(torch.rand(4, device=CUDA), expected)
+
+
 def test_pretrained_odenet_predicts_the_same_on_cuda():
     pytest.importorskip("safetensors")
     model = nodezoo.from_pretrained(REPO / "model_cards" / "odenet-fashion-mnist")

@@ -60,6 +60,9 @@ def test_training_draws_fresh_points_every_epoch_reproducibly():
     assert not torch.equal(epoch_batches(other), first)
     batches = list(dm.train_dataloader())
     assert len(batches) == 3 and not torch.equal(batches[0], batches[1])
+    for i, batch in enumerate(ToyDensityDataModule("pinwheel", n_train=300, batch_size=100,
+                                                   seed=5).train_dataloader()):  # fmt: skip
+        assert torch.equal(batch, sample_toy("pinwheel", 100, [5, 0, i]))  # batch i, in order
 
 
 def test_validation_and_test_points_are_fixed_and_distinct():

@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from torch.utils.data import Dataset
 
 from nodezoo.callbacks import RandomState
 from nodezoo.data import FashionMNISTDataModule
-from nodezoo.data.resume import SeededItems, TrainingOrder
+from nodezoo.data.resume import SeededItems, TrainingOrder, fit_position, training_loader
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,6 +55,53 @@ def test_each_epoch_is_its_own_seeded_permutation_and_resumes_after_the_trained_
     assert keys(order) == epoch1
     where["at"] = (0, 0)
     assert keys(order) == epoch0
+    done = TrainingOrder(Noisy(), batch_size=2, seed=4, position=lambda: (1, 5))  # exactly all
+    fresh = TrainingOrder(Noisy(), batch_size=2, seed=4, position=lambda: (1, 0))
+    assert keys(done) == keys(fresh)
+    in_order = TrainingOrder(Noisy(), batch_size=1, seed=4, shuffle=False)
+    assert keys(in_order) == [(0, i) for i in range(10)]  # e.g. batches that are drawn fresh
+
+
+def test_fit_position_is_where_a_fit_stands_and_loaders_follow_their_data_modules_trainer():
+    def trainer(fn: str, epoch: int, batches: int):
+        def progress(n):
+            return SimpleNamespace(current=SimpleNamespace(processed=n))
+
+        batches_done = SimpleNamespace(batch_progress=progress(batches))
+        loop = SimpleNamespace(epoch_progress=progress(epoch), epoch_loop=batches_done)
+        return SimpleNamespace(state=SimpleNamespace(fn=fn), fit_loop=loop)
+
+    assert fit_position(trainer("fit", 3, 7)) == (3, 7)
+    assert fit_position(trainer("validate", 3, 7)) is None
+    assert fit_position(None) is None
+    module = SimpleNamespace(trainer=trainer("fit", 2, 1))
+    loader = training_loader(Noisy(), module, batch_size=3, seed=4)
+    expected = keys(TrainingOrder(Noisy(), batch_size=3, seed=4, position=lambda: (2, 0)))
+    assert [int(x) for batch in loader for x in batch] == [i for _, i in expected[3:]]
+    module.trainer = None  # not attached: epochs from 0, whole epochs
+    assert len(list(loader)) == 4
+
+
+def test_loaders_leave_the_global_generator_and_keep_their_batch_size(tiny_fashion_dir):
+    def data():
+        dm = FashionMNISTDataModule(data_dir=str(tiny_fashion_dir), batch_size=8, val_size=16)
+        dm.setup("fit")
+        return dm
+
+    torch.manual_seed(0)
+    alone = torch.rand(3)
+    dm = data()
+    torch.manual_seed(0)
+    train = list(dm.train_dataloader())
+    val = list(dm.val_dataloader())
+    assert torch.equal(torch.rand(3), alone)  # building and reading them drew nothing
+    assert [len(y) for _, y in train] == [8] * 6 and [len(y) for _, y in val] == [8, 8]
+    with_workers = FashionMNISTDataModule(str(tiny_fashion_dir), val_size=16, num_workers=1)
+    with_workers.setup("fit")
+    assert with_workers.train_dataloader().num_workers == 1  # the loader's own settings pass on
+    labels = torch.cat([y for _, y in train])
+    plain = torch.tensor([dm.train_set[i][1] for i in range(48)])
+    assert sorted(labels.tolist()) == sorted(plain.tolist()) and not torch.equal(labels, plain)
 
 
 def test_under_ddp_each_rank_takes_every_other_item_of_the_same_order(monkeypatch):

@@ -23,18 +23,21 @@ class Recording(CNF):
 
 
 @pytest.mark.parametrize(
-    ("limit", "accumulate", "epochs", "max_steps"),
-    [(1.0, 1, 3, -1), (0.5, 1, 2, -1), (4, 3, 5, -1), (1.0, 2, 7, 10), (0.25, 1, 1, 100)],
-)
-def test_planned_steps_are_lightnings_estimate(limit, accumulate, epochs, max_steps):
+    ("limit", "accumulate", "epochs", "max_steps", "overfit"),
+    [(1.0, 1, 3, -1, 0), (0.5, 1, 2, -1, 0), (4, 3, 5, -1, 0), (1.0, 2, 7, 10, 0),
+     (0.25, 1, 1, 100, 0), (1.0, 1, 3, -1, 2)],
+)  # fmt: skip
+def test_planned_steps_are_lightnings_estimate(limit, accumulate, epochs, max_steps, overfit):
     data = ToyDensityDataModule("moons", n_train=2600, batch_size=100)  # 26 batches
     trainer = pl.Trainer(
         max_epochs=epochs, max_steps=max_steps, limit_train_batches=limit,
-        accumulate_grad_batches=accumulate, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        accumulate_grad_batches=accumulate, overfit_batches=overfit, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
     )  # fmt: skip
     with pytest.raises(Counted) as info:
         trainer.fit(Recording(dim=2, hidden=4, layers=1, lr_schedule="cosine"), datamodule=data)
     ours, lightnings, built_early = info.value.args
     assert ours == lightnings
-    assert not built_early  # our count left the fit's data set-up to the fit
+    # our count left the fit's data set-up to the fit (with overfit_batches Lightning counts)
+    assert built_early == bool(overfit)
