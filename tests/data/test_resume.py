@@ -248,6 +248,32 @@ def test_killed_and_resumed_classifier_ends_with_the_uninterrupted_weights(
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("NODEZOO_LONG") != "1", reason="3 two-process fits (minutes): NODEZOO_LONG=1"
+)
+def test_killed_and_resumed_ddp_run_ends_with_the_uninterrupted_weights(
+    tmp_path, tiny_fashion_dir, clean_env
+):
+    """The classifier case on two gloo DDP processes (each rank its share of every epoch),
+    killed in the middle of epoch 2 on both ranks."""
+
+    def args(run: str, every: int, workers: int) -> list[str]:
+        return [
+            f"--config={REPO / 'recipes' / 'fashion_mnist' / 'odenet.yaml'}",
+            f"--data.init_args.data_dir={tiny_fashion_dir}", "--data.init_args.val_size=16",
+            "--data.init_args.batch_size=4", f"--data.init_args.num_workers={workers}",
+            "--model.init_args.width=8", "--model.init_args.solver.rtol=1e-5",
+            "--model.init_args.regularisation={steer: 0.3, jacobian: 0.01}",
+            "--trainer.limit_val_batches=1", "--trainer.max_epochs=2",
+            "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+            "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path / run}",
+            f"--last_checkpoint.every_n_train_steps={every}",
+        ]  # fmt: skip
+
+    assert_resumes_exactly(args, [("mid_epoch", 4, 9, 0)], tmp_path, clean_env)
+
+
+@pytest.mark.slow
 def test_killed_and_resumed_cnf_ends_with_the_uninterrupted_weights(tmp_path, clean_env):
     """The 8-Gaussians CNF recipe (fresh points every epoch, Hutchinson's trace with fresh
     Rademacher noise every step, adjoint gradients), killed in the middle of its second epoch."""
