@@ -17,7 +17,11 @@ with other random crops than the uninterrupted run would have drawn. Here:
 
 With the model's random state in the checkpoint as well (``nodezoo.callbacks.RandomState``, which
 ``nodezoo fit`` adds), a run killed and resumed ends with the same weights as one that never
-stopped (``tests/data/test_resume.py``).
+stopped (``tests/data/test_resume.py``). One condition: the fit must build its training iterator
+after the checkpoint is restored. ``trainer.estimated_stepping_batches`` called from
+``configure_optimizers`` builds it before (Lightning issue #20550), so nodezoo's models count
+their schedule's steps with ``nodezoo.models.schedule.planned_optimizer_steps``; a model of
+yours that asks Lightning resumes its epoch from the start, as without this module.
 """
 
 from __future__ import annotations
