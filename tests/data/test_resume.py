@@ -221,30 +221,36 @@ def assert_resumes_exactly(args, stops, tmp_path: Path, clean_env: dict[str, str
         assert not different, f"{run}: resumed weights differ in {different}"
 
 
-@pytest.mark.slow
-def test_killed_and_resumed_classifier_ends_with_the_uninterrupted_weights(
-    tmp_path, tiny_fashion_dir, clean_env
-):
-    """Two epochs of 6 batches of the Fashion-MNIST ODE-Net recipe with its random crops and
-    flips, STEER and a Hutchinson-probed Jacobian regulariser (random draws on the model side):
-    once straight through, and killed after a checkpoint in the middle of epoch 2 (with two
-    loader workers) or at the end of epoch 1, then resumed with ``--ckpt_path last``."""
+def classifier_args(data_dir: Path, root: Path, batch_size: int, *extra: str):
+    """``args(run, every, workers)`` for ``assert_resumes_exactly``: two epochs of the
+    Fashion-MNIST ODE-Net recipe on the tiny data, with its random crops and flips, STEER and a
+    Hutchinson-probed Jacobian regulariser (random draws on the model side)."""
 
     def args(run: str, every: int, workers: int) -> list[str]:
         return [
             f"--config={REPO / 'recipes' / 'fashion_mnist' / 'odenet.yaml'}",
-            f"--data.init_args.data_dir={tiny_fashion_dir}", "--data.init_args.val_size=16",
-            "--data.init_args.batch_size=8", f"--data.init_args.num_workers={workers}",
+            f"--data.init_args.data_dir={data_dir}", "--data.init_args.val_size=16",
+            f"--data.init_args.batch_size={batch_size}", f"--data.init_args.num_workers={workers}",
             "--model.init_args.width=8", "--model.init_args.solver.rtol=1e-5",
             "--model.init_args.regularisation={steer: 0.3, jacobian: 0.01}",
             "--trainer.limit_val_batches=1", "--trainer.max_epochs=2",
             "--trainer.accelerator=cpu", "--trainer.logger=false",
-            f"--trainer.default_root_dir={tmp_path / run}",
-            f"--last_checkpoint.every_n_train_steps={every}",
+            f"--trainer.default_root_dir={root / run}",
+            f"--last_checkpoint.every_n_train_steps={every}", *extra,
         ]  # fmt: skip
 
-    assert_resumes_exactly(args, [("mid_epoch", 4, 9, 2), ("epoch_end", 6, 7, 0)], tmp_path,
-                           clean_env)  # fmt: skip
+    return args
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_classifier_ends_with_the_uninterrupted_weights(
+    tmp_path, tiny_fashion_dir, clean_env
+):
+    """Six batches per epoch, killed after a checkpoint in the middle of epoch 2 (with two
+    loader workers) or at the end of epoch 1, then resumed with ``--ckpt_path last``."""
+    args = classifier_args(tiny_fashion_dir, tmp_path, 8)
+    stops = [("mid_epoch", 4, 9, 2), ("epoch_end", 6, 7, 0)]
+    assert_resumes_exactly(args, stops, tmp_path, clean_env)
 
 
 @pytest.mark.slow
@@ -254,22 +260,10 @@ def test_killed_and_resumed_classifier_ends_with_the_uninterrupted_weights(
 def test_killed_and_resumed_ddp_run_ends_with_the_uninterrupted_weights(
     tmp_path, tiny_fashion_dir, clean_env
 ):
-    """The classifier case on two gloo DDP processes (each rank its share of every epoch),
+    """The same on two gloo DDP processes (each rank its share of every epoch: 6 batches of 4),
     killed in the middle of epoch 2 on both ranks."""
-
-    def args(run: str, every: int, workers: int) -> list[str]:
-        return [
-            f"--config={REPO / 'recipes' / 'fashion_mnist' / 'odenet.yaml'}",
-            f"--data.init_args.data_dir={tiny_fashion_dir}", "--data.init_args.val_size=16",
-            "--data.init_args.batch_size=4", f"--data.init_args.num_workers={workers}",
-            "--model.init_args.width=8", "--model.init_args.solver.rtol=1e-5",
-            "--model.init_args.regularisation={steer: 0.3, jacobian: 0.01}",
-            "--trainer.limit_val_batches=1", "--trainer.max_epochs=2",
-            "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
-            "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path / run}",
-            f"--last_checkpoint.every_n_train_steps={every}",
-        ]  # fmt: skip
-
+    ddp = ("--trainer.devices=2", "--trainer.strategy=ddp")
+    args = classifier_args(tiny_fashion_dir, tmp_path, 4, *ddp)
     assert_resumes_exactly(args, [("mid_epoch", 4, 9, 0)], tmp_path, clean_env)
 
 
