@@ -116,6 +116,18 @@ class SeededItems(Dataset):
             return self.dataset[index]
 
 
+class ResumableLoader(DataLoader):
+    """A ``DataLoader`` that says it resumes: Lightning warns "your dataloader is not resumable"
+    on a mid-epoch resume unless the loader has ``state_dict``/``load_state_dict``. Its
+    ``TrainingOrder`` reads where the fit stands from the trainer, so it keeps no state itself."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass
+
+
 def training_loader(
     dataset: Dataset,
     datamodule,
@@ -132,7 +144,7 @@ def training_loader(
     else ``dataset`` receives the ``(epoch, index)`` keys itself."""
     position = lambda: fit_position(datamodule.trainer)
     order = TrainingOrder(dataset, batch_size or 1, seed, shuffle=shuffle, position=position)
-    return DataLoader(
+    return ResumableLoader(
         SeededItems(dataset, seed) if seed_items else dataset,
         batch_size=batch_size,
         sampler=order,
