@@ -18,6 +18,8 @@ def test_splits_are_disjoint_fixed_by_seed_and_images_in_range():
     sizes = {name: len(split) for name, split in dm.splits.items()}
     assert sizes == {"train": 1397, "val": 100, "test": 300}
     images, labels = next(iter(dm.test_dataloader()))
+    predicted, _ = next(iter(dm.predict_dataloader()))  # the test images, in order
+    assert torch.equal(predicted, images)
     assert images.shape == (50, 1, 28, 28) and images.dtype == torch.float32
     assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
     assert set(labels.tolist()) <= set(range(10))
