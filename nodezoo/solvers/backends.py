@@ -6,7 +6,7 @@ import torch
 
 from .config import SolverConfig
 from .errors import SolverConfigError
-from .options import options_dict
+from .options import inherited_adjoint_options, options_dict
 from .stats import SolveStats
 from .step_control import FirstStepMemory
 
@@ -66,7 +66,7 @@ def solve_torchdiffeq(
     kwargs = dict(rtol=config.rtol, atol=config.atol, method=config.method, options=opts)
     if config.gradient == "adjoint":
         if adjoint_options is None:
-            adjoint_options = {k: v for k, v in opts.items() if k not in ("norm", "interp")}
+            adjoint_options = inherited_adjoint_options(opts)
         adjoint_options = dict(adjoint_options)
         if config.seminorm:
             adjoint_options.setdefault("norm", "seminorm")

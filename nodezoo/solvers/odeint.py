@@ -26,7 +26,7 @@ from .inputs import (
     tolerance,
 )
 from .methods import MethodSpec, get_method
-from .options import options_dict, parse_options
+from .options import inherited_adjoint_options, options_dict, parse_options
 from .rk import EventSearch, FlatField, StepHooks
 from .stats import SolveStats, _set_last
 from .step_control import FirstStepMemory, mixed_norm, rms_norm, user_norm
@@ -331,11 +331,8 @@ def _adjoint_settings(
     ones (options less ``norm``); the norm is 'seminorm', a callable, or the default."""
     method = config.adjoint_method or config.method
     spec = get_method(method)
-    if adjoint_options is None:  # torchdiffeq: the forward options, less the state norm
-        # and the event bracket's interpolant (the backward solve has no event)
-        adjoint_options = {k: v for k, v in options.items() if k not in ("norm", "interp")}
-        if isinstance(adjoint_options.get("first_step"), FirstStepMemory):
-            del adjoint_options["first_step"]  # the forward's; the backward solve differs
+    if adjoint_options is None:
+        adjoint_options = inherited_adjoint_options(options)
     adjoint_options = dict(adjoint_options)
     norm_choice = adjoint_options.pop("norm", None)
     defaults = {"max_num_steps": config.max_steps} if spec.family != "scipy" else {}

@@ -81,6 +81,17 @@ def options_dict(options) -> dict:
     return dict(options)
 
 
+def inherited_adjoint_options(options: Mapping) -> dict:
+    """torchdiffeq's default ``adjoint_options``: the forward ``options`` less the state norm
+    and the event bracket's interpolant (the backward solve has no event); a
+    ``FirstStepMemory`` stays with the forward solve (the backward one differs)."""
+    return {
+        k: v
+        for k, v in options.items()
+        if k not in ("norm", "interp") and not isinstance(v, FirstStepMemory)
+    }
+
+
 def parse_options(
     options: dict | None, *, method: str, adaptive: bool, family: str = "runge_kutta",
     event: bool = False,
