@@ -35,12 +35,11 @@ from ..nn import ODEBlock
 from ..nn.regularisation import RegularisationConfig, steer_end_time
 from ..solvers import SolverConfig
 from ..zoo.pretrained import PretrainedMixin
-from .schedule import planned_optimizer_steps
+from .schedule import ADAM_SCHEDULES, adam_with_schedule
 
 TRACES = ("auto", "exact", "hutchinson")
 NOISES = ("rademacher", "gaussian")
 ACTIVATIONS = {"tanh": nn.Tanh, "softplus": nn.Softplus, "elu": nn.ELU, "swish": nn.SiLU}
-LR_SCHEDULES = ("constant", "cosine")
 # FFJORD's density-estimation tolerances (also the paper's, REFERENCE.md), adjoint gradients.
 DEFAULT_SOLVER = {"method": "dopri5", "rtol": 1e-5, "atol": 1e-5, "gradient": "adjoint"}
 # ``trace="auto"`` is exact up to this many dimensions (exact costs one product per dimension).
@@ -256,7 +255,7 @@ class CNF(PretrainedMixin, pl.LightningModule):
             ("trace", trace, TRACES),
             ("eval_trace", eval_trace, TRACES),
             ("noise", noise, NOISES),
-            ("lr_schedule", lr_schedule, LR_SCHEDULES),
+            ("lr_schedule", lr_schedule, ADAM_SCHEDULES),
         ):
             if value not in choices:
                 raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}.")
@@ -403,13 +402,7 @@ class CNF(PretrainedMixin, pl.LightningModule):
         self._evaluate(batch, "test")
 
     def configure_optimizers(self):
-        hp = self.hparams
-        opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.lr_schedule == "constant":
-            return opt
-        steps = max(1, int(planned_optimizer_steps(self.trainer)))
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=hp.lr / 50)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adam_with_schedule(self)
 
     def _check_input(self, x: torch.Tensor) -> None:
         dim = self.hparams.dim

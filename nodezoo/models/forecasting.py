@@ -14,9 +14,7 @@ from torchmetrics import SumMetric
 
 from ..nn.recurrent import check_batch, masked_squared_error
 from ..zoo.pretrained import PretrainedMixin
-from .schedule import planned_optimizer_steps
-
-LR_SCHEDULES = ("constant", "cosine")
+from .schedule import adam_with_schedule
 
 
 class ForecastingModel(PretrainedMixin, pl.LightningModule):
@@ -78,12 +76,4 @@ class ForecastingModel(PretrainedMixin, pl.LightningModule):
         self._log_rmse("test")
 
     def configure_optimizers(self):
-        hp = self.hparams
-        if hp.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule={hp.lr_schedule!r} is not one of {LR_SCHEDULES}.")
-        opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.lr_schedule == "constant":
-            return opt
-        steps = max(1, int(planned_optimizer_steps(self.trainer)))
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=hp.lr / 50)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adam_with_schedule(self)

@@ -1,4 +1,5 @@
-"""How many optimizer steps a fit will take, for learning-rate schedules that span the run.
+"""Learning-rate schedules that span a fit: how many optimizer steps it will take, and the Adam
+set-up the density and time-series models share.
 
 Why not ``trainer.estimated_stepping_batches``: called from ``configure_optimizers``, Lightning's
 property runs the fit loop's data set-up, which builds the training iterator there and then,
@@ -16,6 +17,9 @@ from __future__ import annotations
 import math
 
 import pytorch_lightning as pl
+import torch
+
+ADAM_SCHEDULES = ("constant", "cosine")
 
 
 def planned_optimizer_steps(trainer: pl.Trainer) -> float:
@@ -42,3 +46,20 @@ def planned_optimizer_steps(trainer: pl.Trainer) -> float:
         return trainer.estimated_stepping_batches
     steps = math.ceil(batches / trainer.accumulate_grad_batches) * max(epochs, 1)
     return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps
+
+
+def adam_with_schedule(module: pl.LightningModule):
+    """``configure_optimizers``'s answer for a module whose hparams hold ``lr``, ``weight_decay``
+    and ``lr_schedule``: Adam, and with ``"cosine"`` a per-step cosine decay to lr / 50 over the
+    whole fit (``planned_optimizer_steps``)."""
+    hp = module.hparams
+    if hp.lr_schedule not in ADAM_SCHEDULES:
+        raise ValueError(
+            f"lr_schedule={hp.lr_schedule!r} is not one of {', '.join(ADAM_SCHEDULES)}."
+        )
+    opt = torch.optim.Adam(module.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+    if hp.lr_schedule == "constant":
+        return opt
+    steps = max(1, int(planned_optimizer_steps(module.trainer)))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=hp.lr / 50)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

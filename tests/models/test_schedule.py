@@ -1,11 +1,13 @@
 """``planned_optimizer_steps`` is Lightning's ``estimated_stepping_batches``, counted without
-building the fit's training iterator before a checkpoint is restored."""
+building the fit's training iterator before a checkpoint is restored; ``adam_with_schedule`` is the
+Adam set-up the CNF and the time-series models share."""
 
 import pytest
 import pytorch_lightning as pl
+import torch
 
 from nodezoo.data import ToyDensityDataModule
-from nodezoo.models import CNF
+from nodezoo.models import CNF, LatentODE
 from nodezoo.models.schedule import planned_optimizer_steps
 
 
@@ -41,3 +43,28 @@ def test_planned_steps_are_lightnings_estimate(limit, accumulate, epochs, max_st
     assert ours == lightnings
     # our count left the fit's data set-up to the fit (with overfit_batches Lightning counts)
     assert built_early == bool(overfit)
+
+
+def test_cosine_schedule_ends_at_a_fiftieth_of_lr():
+    """The CNF's (and the time-series models') cosine decay spans the fit's optimizer steps,
+    one scheduler step per optimizer step, and lands on lr / 50 at the last."""
+    data = ToyDensityDataModule("moons", n_train=400, batch_size=100)  # 4 batches
+    trainer = pl.Trainer(
+        max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    model = CNF(dim=2, hidden=4, layers=1, lr=0.01, lr_schedule="cosine")
+    trainer.fit(model, datamodule=data)
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.T_max == 8 and scheduler.last_epoch == 8
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.01 / 50)
+
+
+def test_time_series_models_share_the_adam_schedules():
+    model = LatentODE(obs_dim=2, latent_dim=2, encoder_hidden=4, lr=0.02, weight_decay=1e-4)
+    opt = model.configure_optimizers()  # constant: Adam alone
+    assert isinstance(opt, torch.optim.Adam)
+    assert opt.defaults["lr"] == 0.02 and opt.defaults["weight_decay"] == 1e-4
+    bad = LatentODE(obs_dim=2, latent_dim=2, encoder_hidden=4, lr_schedule="onecycle")
+    with pytest.raises(ValueError, match="lr_schedule='onecycle' is not one of constant, cosine"):
+        bad.configure_optimizers()
