@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
+from trainers import quiet_trainer
 
 from nodezoo.callbacks import ResourceMonitor, SavedTensorMeter, SolverStatsMonitor
 from nodezoo.data import FashionMNISTDataModule
@@ -20,16 +20,12 @@ def fit_tiny(tmp_path, data_dir, epochs=2, val_batches=1, **model_args):
     model = ImageClassifier(width=8, depth=2, **model_args)
     data = FashionMNISTDataModule(data_dir=str(data_dir), batch_size=8, val_size=16)
     logger = CSVLogger(tmp_path)
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=epochs,
         limit_train_batches=2,
         limit_val_batches=val_batches,
-        accelerator="cpu",
         logger=logger,
         callbacks=[SolverStatsMonitor(), ResourceMonitor()],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     trainer.fit(model, data)
     return trainer, model, logger
@@ -92,16 +88,13 @@ def test_saved_for_backward_separates_adjoint_from_backprop(tmp_path, tiny_fashi
 def _summary_trainer(run_dir, epochs, callbacks):
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    return pl.Trainer(
+    return quiet_trainer(
         max_epochs=epochs,
         limit_train_batches=2,
         limit_val_batches=1,
-        accelerator="cpu",
         logger=CSVLogger(run_dir),
         callbacks=[*callbacks, ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)],
         default_root_dir=run_dir,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
 
 
@@ -133,17 +126,15 @@ def test_run_summary_keeps_history_across_resume(tmp_path, tiny_fashion_dir):
 def test_last_checkpoint_is_the_end_of_training(tmp_path):
     """Periodic saves must not leave last.ckpt behind the final step (Lightning skips the
     train-end save once any last.ckpt exists)."""
-    import pytorch_lightning as pl
     import torch
     from pytorch_lightning.demos.boring_classes import BoringModel
 
     from nodezoo.callbacks import LastCheckpoint
 
     ckpt = LastCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, every_n_train_steps=2)
-    trainer = pl.Trainer(
-        max_steps=5, callbacks=[ckpt], logger=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
-    )  # fmt: skip
+    trainer = quiet_trainer(
+        max_steps=5, callbacks=[ckpt], limit_val_batches=0, default_root_dir=tmp_path
+    )
     trainer.fit(BoringModel())
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True, map_location="cpu")
     assert saved["global_step"] == 5

@@ -13,6 +13,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
+from trainers import quiet_trainer
 
 from nodezoo.callbacks import SolverStatsMonitor
 from nodezoo.models.latent_ode import LatentODE
@@ -74,16 +75,12 @@ def _loader(seed):
 def test_nfe_is_the_per_epoch_mean_of_a_hand_count(tmp_path):
     torch.manual_seed(0)
     model, logger = Tiny(), CSVLogger(tmp_path)
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=EPOCHS,
-        accelerator="cpu",
         logger=logger,
         callbacks=[SolverStatsMonitor()],
         num_sanity_val_steps=0,
         log_every_n_steps=1,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     trainer.fit(model, _loader(0), _loader(1))
     rows = list(csv.DictReader(open(f"{logger.log_dir}/metrics.csv")))

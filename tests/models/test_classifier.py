@@ -2,9 +2,9 @@ import itertools
 from types import SimpleNamespace
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from trainers import quiet_trainer
 
 from nodezoo.models.classifier import ImageClassifier
 from nodezoo.nn import ODEBlock, ReversibleSequence
@@ -107,7 +107,7 @@ def test_solver_config_round_trips_through_hparams(tmp_path):
     assert ImageClassifier("rknet").solver.gradient == "backprop"
     assert ImageClassifier("resnet").hparams.solver is None
     # Through a Lightning checkpoint.
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer = quiet_trainer(default_root_dir=tmp_path)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     loaded = ImageClassifier.load_from_checkpoint(tmp_path / "m.ckpt")
@@ -254,10 +254,7 @@ def test_lightning_fit_logs_metrics_and_predicts_probabilities(tmp_path):
     model = ImageClassifier(
         "resnet", num_classes=2, image_size=12, width=8, depth=1, lr=0.05, lr_schedule="cosine"
     )
-    trainer = pl.Trainer(
-        max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path,
-    )  # fmt: skip
+    trainer = quiet_trainer(max_epochs=2, default_root_dir=tmp_path)
     trainer.fit(model, loader, loader)
     logged = set(trainer.callback_metrics)
     assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= logged

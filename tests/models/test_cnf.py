@@ -10,6 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from trainers import quiet_trainer
 
 from nodezoo.callbacks import SolverStatsMonitor
 from nodezoo.data.density import ToyDensityDataModule
@@ -182,12 +183,8 @@ def test_a_short_fit_lowers_the_nll_and_the_monitor_sees_the_solves(tmp_path):
     pl.seed_everything(0)
     data = ToyDensityDataModule("8gaussians", n_train=2048, n_val=512, n_test=512, batch_size=256)
     model = CNF(dim=2, hidden=32, layers=2, solver={"rtol": 1e-3, "atol": 1e-3}, lr=5e-3)
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         default_root_dir=tmp_path,
         callbacks=[
             SolverStatsMonitor(),
@@ -206,13 +203,7 @@ def test_a_short_fit_lowers_the_nll_and_the_monitor_sees_the_solves(tmp_path):
 
 def test_model_and_data_dimensions_must_agree(tmp_path):
     data = ToyDensityDataModule("moons", n_train=64, n_val=64, n_test=64, batch_size=64)
-    trainer = pl.Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(max_steps=1, default_root_dir=tmp_path)
     with pytest.raises(ValueError, match="dim=3 but the data module gives 2"):
         trainer.fit(CNF(dim=3), data)
 

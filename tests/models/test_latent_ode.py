@@ -4,6 +4,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from ragged import ragged_batch
+from trainers import quiet_trainer
 
 from nodezoo.data.spirals import SpiralsDataModule, make_spirals, spiral_batch
 from nodezoo.models.latent_ode import LatentODE
@@ -110,12 +111,8 @@ def test_short_fit_lowers_the_loss_and_logs_rmse(tmp_path):
     )
     batch = next(iter(data.train_dataloader()))
     before = seeded_loss(model, batch).item()
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_steps=25,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         default_root_dir=tmp_path,
         num_sanity_val_steps=0,
         check_val_every_n_epoch=25,

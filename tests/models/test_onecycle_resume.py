@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from trainers import quiet_trainer
 
 from nodezoo.data import FashionMNISTDataModule
 from nodezoo.errors import ResumeError
@@ -16,13 +17,11 @@ MODEL_ARGS = {"backbone": "mlp", "width": 8, "optimizer": "adam", "lr": 0.01}
 
 def fit(tmp_path, data_dir, max_epochs: int, ckpt_path=None) -> pl.Trainer:
     torch.manual_seed(0)
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=max_epochs,
+        enable_checkpointing=True,
         limit_train_batches=2,
         limit_val_batches=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         default_root_dir=tmp_path,
     )
     model = ImageClassifier(**MODEL_ARGS, lr_schedule="onecycle")

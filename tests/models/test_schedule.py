@@ -3,8 +3,8 @@ building the fit's training iterator before a checkpoint is restored; ``adam_wit
 Adam set-up the CNF and the time-series models share."""
 
 import pytest
-import pytorch_lightning as pl
 import torch
+from trainers import quiet_trainer
 
 from nodezoo.data import ToyDensityDataModule
 from nodezoo.models import CNF, LatentODE
@@ -31,12 +31,13 @@ class Recording(CNF):
 )  # fmt: skip
 def test_planned_steps_are_lightnings_estimate(limit, accumulate, epochs, max_steps, overfit):
     data = ToyDensityDataModule("moons", n_train=2600, batch_size=100)  # 26 batches
-    trainer = pl.Trainer(
-        max_epochs=epochs, max_steps=max_steps, limit_train_batches=limit,
-        accumulate_grad_batches=accumulate, overfit_batches=overfit, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        accelerator="cpu",
-    )  # fmt: skip
+    trainer = quiet_trainer(
+        max_epochs=epochs,
+        max_steps=max_steps,
+        limit_train_batches=limit,
+        accumulate_grad_batches=accumulate,
+        overfit_batches=overfit,
+    )
     with pytest.raises(Counted) as info:
         trainer.fit(Recording(dim=2, hidden=4, layers=1, lr_schedule="cosine"), datamodule=data)
     ours, lightnings, built_early = info.value.args
@@ -49,10 +50,7 @@ def test_cosine_schedule_ends_at_a_fiftieth_of_lr():
     """The CNF's (and the time-series models') cosine decay spans the fit's optimizer steps,
     one scheduler step per optimizer step, and lands on lr / 50 at the last."""
     data = ToyDensityDataModule("moons", n_train=400, batch_size=100)  # 4 batches
-    trainer = pl.Trainer(
-        max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu",
-    )  # fmt: skip
+    trainer = quiet_trainer(max_epochs=2)
     model = CNF(dim=2, hidden=4, layers=1, lr=0.01, lr_schedule="cosine")
     trainer.fit(model, datamodule=data)
     scheduler = trainer.lr_scheduler_configs[0].scheduler

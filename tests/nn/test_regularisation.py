@@ -282,9 +282,9 @@ def test_config_round_trips_as_plain_data():
 
 
 def test_classifier_trains_on_the_regularised_loss_and_logs_it(tmp_path, tiny_fashion_dir):
-    import pytorch_lightning as pl
     import torch.nn.functional as F
     from pytorch_lightning.loggers import CSVLogger
+    from trainers import quiet_trainer
 
     from nodezoo.callbacks import SolverStatsMonitor
     from nodezoo.data import FashionMNISTDataModule
@@ -316,16 +316,12 @@ def test_classifier_trains_on_the_regularised_loss_and_logs_it(tmp_path, tiny_fa
     del model.log  # back to LightningModule.log for the Trainer
 
     data = FashionMNISTDataModule(data_dir=str(tiny_fashion_dir), batch_size=8, val_size=16)
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=1,
         limit_train_batches=2,
         limit_val_batches=1,
-        accelerator="cpu",
         logger=CSVLogger(tmp_path),
         callbacks=[SolverStatsMonitor()],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     trainer.fit(model, data)
     metrics = trainer.logged_metrics

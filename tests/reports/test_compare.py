@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+from trainers import quiet_trainer
 
 from nodezoo.callbacks import SUMMARY_NAME, ResourceMonitor, RunSummary, SolverStatsMonitor
 from nodezoo.cli import main
@@ -74,18 +75,14 @@ def _lightning_fit_and_test(run_dir: Path, data_dir: Path, backbone: str) -> Non
 
     pl.seed_everything(0, verbose=False)
     logger = WandbLogger(name=f"{backbone}-tiny", project="nodezoo", save_dir=str(run_dir))
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=EPOCHS,
         limit_train_batches=TRAIN_BATCHES,
         limit_val_batches=1,
         limit_test_batches=2,
-        accelerator="cpu",
         logger=logger,
         callbacks=[RunSummary(), SolverStatsMonitor(), ResourceMonitor()],
         default_root_dir=str(run_dir),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     model = ImageClassifier(backbone=backbone, width=8, depth=2, lr_schedule="constant")
     data = FashionMNISTDataModule(data_dir=str(data_dir), batch_size=8, val_size=16, num_workers=0)

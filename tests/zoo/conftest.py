@@ -64,6 +64,7 @@ def trained_run(tmp_path_factory, tiny_fashion_dir) -> dict:
     import pytorch_lightning as pl
     import torch
     from pytorch_lightning.callbacks import ModelCheckpoint
+    from trainers import quiet_trainer
 
     from nodezoo.data import FashionMNISTDataModule
     from nodezoo.models.classifier import ImageClassifier
@@ -75,13 +76,10 @@ def trained_run(tmp_path_factory, tiny_fashion_dir) -> dict:
     pl.seed_everything(0, verbose=False)
     model = ImageClassifier(**recipe["model"]["init_args"])
     data = FashionMNISTDataModule(**recipe["data"]["init_args"])
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=1,
         limit_train_batches=2,
         limit_val_batches=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         default_root_dir=run_dir,
         callbacks=[ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)],
     )

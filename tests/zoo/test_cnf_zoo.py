@@ -10,6 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from trainers import quiet_trainer
 
 import nodezoo
 from nodezoo.data.density import DigitsDensityDataModule, ToyDensityDataModule
@@ -43,15 +44,7 @@ def published(tmp_path_factory):
     recipe.write_text(yaml.safe_dump(_recipe(MODEL_ARGS, "ToyDensityDataModule", DATA_ARGS)))
     pl.seed_everything(0)
     model = CNF(**MODEL_ARGS)
-    trainer = pl.Trainer(
-        max_steps=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=root,
-    )
+    trainer = quiet_trainer(max_steps=4, limit_val_batches=0, default_root_dir=root)
     trainer.fit(model, ToyDensityDataModule(**DATA_ARGS))
     checkpoint = root / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(checkpoint)

@@ -10,6 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from trainers import quiet_trainer
 
 from nodezoo.data.spirals import SpiralsDataModule, make_spirals
 from nodezoo.models.latent_ode import LatentODE
@@ -57,16 +58,7 @@ def trained(request, tmp_path):
     torch.set_num_threads(1)
     pl.seed_everything(0)
     model = TINY[request.param]()
-    trainer = pl.Trainer(
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        accelerator="cpu",
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(max_steps=3, limit_val_batches=0, default_root_dir=tmp_path)
     trainer.fit(model, SpiralsDataModule(**DATA_ARGS, batch_size=10))
     ckpt = tmp_path / "run" / "last.ckpt"
     trainer.save_checkpoint(ckpt)
