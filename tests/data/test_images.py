@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_tiny_cifar10, write_tiny_idx
+from image_files import write_tiny_cifar10, write_tiny_idx
 from torchvision import datasets
 
 from nodezoo.data import (
