@@ -1,7 +1,9 @@
-"""LightningDataModules: torchvision image sets (and, from other modules, time series)."""
+"""LightningDataModules: torchvision image sets, a user's own image folders, time series and
+densities."""
 
 from .density import DigitsDensityDataModule, ToyDensityDataModule, sample_toy
 from .digits import DigitsDataModule
+from .folders import ImageFolderDataModule
 from .images import (
     CIFAR10DataModule,
     DatasetNotFoundError,
@@ -19,6 +21,7 @@ __all__ = [
     "DigitsDensityDataModule",
     "FashionMNISTDataModule",
     "ImageDataModule",
+    "ImageFolderDataModule",
     "MNISTDataModule",
     "SpiralsDataModule",
     "TimeSeriesDataModule",

@@ -194,21 +194,24 @@ class ImageDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self._unpack_idx_files()  # harmless if prepare_data already ran; needed if it did not
         if stage in (None, "fit", "validate") and self.train_set is None:
-            full_train = self._load(train=True)
-            if self.val_size >= len(full_train):
-                raise ValueError(
-                    f"val_size={self.val_size} leaves no training images: the training set has "
-                    f"{len(full_train)} images"
-                )
-            generator = torch.Generator().manual_seed(self.seed)
-            sizes = [len(full_train) - self.val_size, self.val_size]
-            train_part, val_part = random_split(range(len(full_train)), sizes, generator)
-            self.train_set = _Transformed(
-                Subset(full_train, list(train_part)), self.train_transform()
-            )
-            self.val_set = _Transformed(Subset(full_train, list(val_part)), self.eval_transform())
+            train, val = self._carve_validation(self._load(train=True))
+            self.train_set = _Transformed(train, self.train_transform())
+            self.val_set = _Transformed(val, self.eval_transform())
         if stage in (None, "test", "predict") and self.test_set is None:
             self.test_set = _Transformed(self._load(train=False), self.eval_transform())
+
+    def _carve_validation(self, full_train: Dataset) -> tuple[Subset, Subset]:
+        """(training, validation) subsets: ``val_size`` items drawn by a generator seeded by
+        ``seed``, the same on every run and rank."""
+        if self.val_size >= len(full_train):
+            raise ValueError(
+                f"val_size={self.val_size} leaves no training images: the training set has "
+                f"{len(full_train)} images"
+            )
+        generator = torch.Generator().manual_seed(self.seed)
+        sizes = [len(full_train) - self.val_size, self.val_size]
+        train_part, val_part = random_split(range(len(full_train)), sizes, generator)
+        return Subset(full_train, list(train_part)), Subset(full_train, list(val_part))
 
     def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
         """Training: resumable order and seeded augmentation (``resume.training_loader``)."""

@@ -44,6 +44,7 @@ DATASETS = {
         None,
     ),
     "SpiralsDataModule": ("Spirals (synthetic, Chen et al. 2018)", None),
+    "ImageFolderDataModule": ("the images in `{data_dir}` (one folder per class)", None),
 }
 
 

@@ -33,7 +33,7 @@ from ..runs import (
     read_summary,
 )
 from .errors import ZooError
-from .evaluation import datamodule_class, evaluate, test_datamodule
+from .evaluation import build_datamodule, datamodule_class, evaluate, test_datamodule
 from .folder import RECIPE_NAME, read_metrics, save_folder
 from .pretrained import from_pretrained, resolve_ref
 from .registry import ZooArchitecture, architecture_for_class, registered
@@ -75,10 +75,13 @@ def _needs_evaluation(model: nn.Module, entry: ZooArchitecture, metrics: Mapping
     return entry.headline_metric not in metrics or (has_ode and TEST_NFE_FORWARD not in metrics)
 
 
-def _label_names(recipe: Mapping[str, Any] | None, model: nn.Module):
-    """Class names from the recipe's data module (``label_names``), else the model's own."""
+def _label_names(recipe: Mapping[str, Any] | None, model: nn.Module, data_dir: str | None):
+    """Class names from the recipe's data module (``label_names``: a class attribute, or, for
+    a user's image folders, read from the data), else the model's own."""
     if recipe and isinstance(recipe.get("data"), Mapping):
         names = getattr(datamodule_class(recipe), "label_names", None)
+        if isinstance(names, property):
+            names = build_datamodule(recipe, data_dir=data_dir).label_names
         if names is not None:
             return list(names)
     return getattr(model, "label_names", None)
@@ -179,7 +182,7 @@ def build_folder(
         recipe=recipe_path,
         name=name,
         base_model=base_model,
-        label_names=_label_names(recipe_dict, model),
+        label_names=_label_names(recipe_dict, model, data_dir),
         repo_id=repo_id,
         draw_picture=_picture_drawer(
             entry,
