@@ -5,6 +5,7 @@ import importlib.util
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fit_spiral.py"
@@ -106,3 +107,26 @@ def test_density_cnf_learns_and_draws_where_git_ignores_it(tmp_path, monkeypatch
     printed = capsys.readouterr().out
     assert f"wrote {Path('outputs') / 'cnf_8gaussians.png'}" in printed
     assert "NFE fwd" in printed
+
+
+def test_the_folder_example_writes_the_digits_split_as_image_files(tmp_path):
+    """examples/finetune_folder.py's PNG folders hold DigitsDataModule's split, image for image,
+    and ImageFolderDataModule reads them back with the digits as labels."""
+    pytest.importorskip("sklearn")
+    from nodezoo.data import DigitsDataModule, ImageFolderDataModule
+
+    counts = _load("finetune_folder").write_digit_folders(tmp_path)
+    assert counts == {"train": 1200, "val": 200, "test": 397}
+    folders = ImageFolderDataModule(str(tmp_path), image_size=8, batch_size=500, augment=False)
+    folders.setup()
+    assert folders.label_names == tuple("0123456789")
+    digits = DigitsDataModule(image_size=8)
+    digits.setup()
+    for split, dataset in (("val", folders.val_set), ("test", folders.test_set)):
+        expected_x, expected_y = digits.splits[split].tensors
+        x, y = next(iter(torch.utils.data.DataLoader(dataset, batch_size=500)))
+        assert len(y) == counts[split]
+        for label in range(10):  # files are read class by class, in the split's order
+            ours, theirs = x[y == label], expected_x[expected_y == label]
+            assert ours.shape == theirs.shape
+            assert (ours - theirs).abs().max() <= 0.5 / 255 + 1e-6
