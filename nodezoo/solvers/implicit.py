@@ -42,7 +42,7 @@ from .newton import (
     stage_matrix,
     to_blocks,
 )
-from .rk import StepRecord, adaptive_stops, interpolate_event
+from .rk import AcceptedSteps, adaptive_stops
 from .step_control import float_norm, initial_step_size
 
 
@@ -529,14 +529,15 @@ class ImplicitRungeKutta:
             h = direction * abs(float(first_step))
         ctrl = controller.start_predictive(tab.error_order + 1)
         solves_per_step = len(self.c) if self.dirk else 1
-        t, y, out_i, stop_i, steps, failures = t0, y0, 1, 0, 0, 0
+        t, y, stop_i, steps, failures = t0, y0, 0, 0, 0
+        accepted = AcceptedSteps(self, times, outputs, direction, record, dense, event)
         previous = None  # (h, Z) of the last accepted step: collocation predictor
         rejected = True  # the first step gets the refined error estimate as after a rejection
         after_jump = False
         step_hook = hooks.step if hooks is not None else None
         accept_hook = hooks.accept if hooks is not None else None
         reject_hook = hooks.reject if hooks is not None else None
-        while out_i < len(times):
+        while not accepted.done:
             h = direction * min(max(abs(h), min_step), max_step)
             t_stop = stops[stop_i]
             hits_stop = (t + h - t_stop) * direction >= 0
@@ -579,29 +580,13 @@ class ImplicitRungeKutta:
                 if accept_hook is not None:
                     accept_hook(t, y, h_try)
                 t_new = t_stop if hits_stop else t + h_try
-                if record is not None:
-                    record.append(StepRecord(t, h_try, y, [], after_jump, on_jump))
-                if dense is not None:
-                    dense.append((t, h_try, y, K.clone()))
-                if event is not None:
-                    if event.crossed(t_new, y1):
-                        outputs.append(interpolate_event(self, event, t, h_try, y, K, y1, record))
-                        break
-                else:
-                    while out_i < len(times) and (times[out_i] - t_new) * direction <= 0:
-                        theta = (times[out_i] - t) / h_try
-                        y_out = y1 if theta >= 1.0 else self.interpolate(y, K, h_try, theta)
-                        outputs.append(y_out)
-                        if record is not None:
-                            record[-1].outputs.append((out_i, theta))
-                        out_i += 1
+                if accepted.take(t, h_try, y, y1, K, t_new, after_jump, on_jump):
+                    break
                 t, y = t_new, y1
                 if hits_stop:
                     stop_i += 1
                 after_jump = on_jump
                 rejected = False
-                if out_i >= len(times):
-                    break
                 if on_jump:  # f, its Jacobian and the collocation predictor change sides
                     f0 = f(t, y, toward=t + direction)
                     previous, self.stale, rejected = None, True, True

@@ -800,7 +800,6 @@ def _integrate_adaptive(
 ):  # fmt: skip
     tab = rk.tableau
     t0, t_end = float(times[0]), float(times[-1])
-    n_out = len(times)
     stops, jumps = adaptive_stops(step_t, jump_t, t0, t_end, direction, event is not None)
     homogeneous = getattr(norm, "homogeneous", False)
     norm = float_norm(norm)
@@ -818,7 +817,8 @@ def _integrate_adaptive(
     scratch = None if grad else rk.buffer(y0.shape[0], f.row_shape).error_scratch
     error_ratio = _ErrorRatio(rk.b_error, rtol, atol, norm, homogeneous, y0, scratch)
     t, y = t0, y0
-    stop_i, out_i = 0, 1
+    stop_i = 0
+    accepted = AcceptedSteps(rk, times, outputs, direction, record, dense, event)
     steps = 0
     s = tab.stages
     last_non_finite = False
@@ -827,7 +827,7 @@ def _integrate_adaptive(
     step_hook = accept_hook = reject_hook = None
     if hooks is not None:
         step_hook, accept_hook, reject_hook = hooks.step, hooks.accept, hooks.reject
-    while out_i < n_out:
+    while not accepted.done:
         if clamp:
             h = direction * min(max(abs(h), min_step), max_step)
         t_stop = stops[stop_i]
@@ -854,31 +854,13 @@ def _integrate_adaptive(
             if accept_hook is not None:
                 accept_hook(t, y, h_try)
             t_new = t_stop if hits_stop else t + h_try
-            if record is not None:
-                record.append(StepRecord(t, h_try, y, [], after_jump, on_jump))
-            if dense is not None:
-                dense.append((t, h_try, y, K.clone()))
-            if event is not None:
-                if event.crossed(t_new, y1):
-                    outputs.append(interpolate_event(rk, event, t, h_try, y, K, y1, record))
-                    break
-            else:
-                while out_i < n_out and (times[out_i] - t_new) * direction <= 0:
-                    theta = (times[out_i] - t) / h_try
-                    if theta >= 1.0:
-                        outputs.append(y1)
-                    else:
-                        outputs.append(rk.interpolate(y, K, h_try, theta))
-                    if record is not None:
-                        record[-1].outputs.append((out_i, theta))
-                    out_i += 1
+            if accepted.take(t, h_try, y, y1, K, t_new, after_jump, on_jump):
+                break
             t, y = t_new, y1
             error_ratio.accept()
             after_jump = on_jump
             if hits_stop:
                 stop_i += 1
-            if out_i >= n_out:
-                break
             if on_jump:  # the FSAL derivative belongs to the other side of the jump
                 f0 = f(t, y, toward=t + direction)
             elif tab.fsal:
@@ -913,6 +895,43 @@ def _integrate_adaptive(
                 step_size=h,
             )
     return outputs
+
+
+class AcceptedSteps:
+    """Where an adaptive loop's accepted steps go, the explicit and the implicit loops alike:
+    each step's ``StepRecord`` and dense segment, then the output times it reaches (from the
+    solver's dense output) or, in an event solve, the event inside it. ``done`` once the last
+    output or the event is out."""
+
+    def __init__(self, solver, times, outputs, direction, record, dense, event):
+        self.solver, self.times, self.outputs, self.direction = solver, times, outputs, direction
+        self.record, self.dense, self.event = record, dense, event
+        self.out_i, self.n_out = 1, len(times)
+        self.done = False
+
+    def take(self, t, h, y, y1, K, t_new, after_jump: bool, on_jump: bool) -> bool:
+        """Hand on the accepted step from (t, y) of size h to (t_new, y1), stages K; returns
+        ``done``."""
+        record, outputs = self.record, self.outputs
+        if record is not None:
+            record.append(StepRecord(t, h, y, [], after_jump, on_jump))
+        if self.dense is not None:
+            self.dense.append((t, h, y, K.clone()))
+        if self.event is not None:
+            if self.event.crossed(t_new, y1):
+                outputs.append(interpolate_event(self.solver, self.event, t, h, y, K, y1, record))
+                self.done = True
+            return self.done
+        times, out_i, direction = self.times, self.out_i, self.direction
+        while out_i < self.n_out and (times[out_i] - t_new) * direction <= 0:
+            theta = (times[out_i] - t) / h
+            outputs.append(y1 if theta >= 1.0 else self.solver.interpolate(y, K, h, theta))
+            if record is not None:
+                record[-1].outputs.append((out_i, theta))
+            out_i += 1
+        self.out_i = out_i
+        self.done = out_i >= self.n_out
+        return self.done
 
 
 def interpolate_event(rk, event, t, h, y, K, y1, record):
