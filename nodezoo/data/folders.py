@@ -127,15 +127,12 @@ class ImageFolderDataModule(ImageDataModule):
         """Nothing to download or unpack: the images are the user's."""
 
     def _base_transform(self):
-        """PIL image as loaded -> the model's geometry (still a PIL image, for augmentation)."""
-        colour = (
-            transforms.Grayscale(num_output_channels=1)
-            if self.in_channels == 1
-            else transforms.Lambda(lambda image: image.convert("RGB"))
-        )
-        return transforms.Compose(
-            [colour, transforms.Resize(self.image_size), transforms.CenterCrop(self.image_size)]
-        )
+        """PIL image as loaded (RGB: ImageFolder's loader converts every file) -> the model's
+        geometry, still a PIL image for the augmentation."""
+        steps = [transforms.Resize(self.image_size), transforms.CenterCrop(self.image_size)]
+        if self.in_channels == 1:
+            steps.insert(0, transforms.Grayscale(num_output_channels=1))
+        return transforms.Compose(steps)
 
     def _split(self, name: str) -> Dataset | None:
         """The split's folder read with train/'s class indices; None if it has no folder."""

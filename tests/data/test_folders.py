@@ -65,10 +65,14 @@ def test_batches_have_the_models_geometry_and_labels_follow_the_class_folders(fo
 def test_val_size_counts_images_or_a_fraction_and_the_split_is_seeded(folder):
     def val_items(val_size, seed):
         data = ImageFolderDataModule(str(folder), val_size=val_size, seed=seed)
-        data.setup("fit")
+        data.setup("validate")
         return sorted(data.val_set.subset.indices)
 
     assert len(val_items(5, 0)) == 5 and len(val_items(0.5, 0)) == 12
+    assert len(val_items(1, 0)) == 1  # 1 is one image, not all of them
+    data = ImageFolderDataModule(str(folder))
+    data.setup("fit")
+    assert len(data.val_set) == 2  # the default: a tenth of the 24, rounded
     assert val_items(5, 0) == val_items(5, 0) != val_items(5, 1)
     with pytest.raises(ValueError, match="val_size=24 leaves no training images"):
         val_items(24, 0)
@@ -80,12 +84,17 @@ def test_val_and_test_folders_keep_trains_class_indices(folder):
     write_images(folder / "val", {"cat": 2, "dog": 2})
     data = ImageFolderDataModule(str(folder), batch_size=4, val_size=0.9)  # val/ wins
     data.setup("fit")
+    train_set = data.train_set
     data.setup("test")
+    assert data.train_set is train_set  # each split is built once
     assert len(data.train_set) == 24  # nothing carved from train/
     val_labels, val_levels = labels_and_levels(data.val_dataloader())
     assert val_labels == [1, 1, 2, 2]
     assert [level_class(v) for v in val_levels] == ["cat", "cat", "dog", "dog"]
     assert labels_and_levels(data.test_dataloader())[0] == [2, 2, 2]
+    predicting = ImageFolderDataModule(str(folder), batch_size=4)
+    predicting.setup("predict")
+    assert labels_and_levels(predicting.predict_dataloader())[0] == [2, 2, 2]
 
 
 def test_rgb_models_get_three_channels_from_grey_files_and_any_size_is_cropped_square(tmp_path):
@@ -100,16 +109,39 @@ def test_rgb_models_get_three_channels_from_grey_files_and_any_size_is_cropped_s
         assert level_class(image.mean().item() * 255) == CLASSES[label]
 
 
-def test_padded_random_crops_are_the_training_augmentation(folder):
-    data = ImageFolderDataModule(str(folder), val_size=0, crop_padding=2, batch_size=24)
+def first_training_batch(folder, **args):
+    data = ImageFolderDataModule(str(folder), val_size=0, batch_size=24, **args)
     data.setup("fit")
-    x, _ = next(iter(data.train_dataloader()))
+    return next(iter(data.train_dataloader()))[0]
+
+
+def test_padded_random_crops_are_the_training_augmentation(folder):
     # a flat image shifted by up to 2 pixels shows the zero padding in some of the 24
-    assert (x.amin(dim=(1, 2, 3)) == 0).any()
-    plain = ImageFolderDataModule(str(folder), val_size=0, augment=False, batch_size=24)
-    plain.setup("fit")
-    x, _ = next(iter(plain.train_dataloader()))
-    assert (x.amin(dim=(1, 2, 3)) > 0).all()
+    assert (first_training_batch(folder, crop_padding=2).amin(dim=(1, 2, 3)) == 0).any()
+    for off in ({"augment": False}, {"crop_padding": 0}):
+        assert (first_training_batch(folder, **off).amin(dim=(1, 2, 3)) > 0).all()
+
+
+def test_mirrors_only_when_asked(tmp_path):
+    for name in CLASSES[:2]:  # bright on the left half, dark on the right
+        (tmp_path / "train" / name).mkdir(parents=True)
+        for i in range(12):
+            image = Image.new("L", (28, 28), 0)
+            image.paste(200, (0, 0, 14, 28))
+            image.save(tmp_path / "train" / name / f"{i}.png")
+
+    def bright_right_halves(**args) -> int:
+        x = first_training_batch(tmp_path, crop_padding=0, **args)
+        return int((x[..., 14:].mean(dim=(1, 2, 3)) > x[..., :14].mean(dim=(1, 2, 3))).sum())
+
+    assert bright_right_halves() == 0
+    assert 0 < bright_right_halves(horizontal_flip=True) < 24
+
+
+def test_loader_workers_are_the_ones_asked_for(folder):
+    data = ImageFolderDataModule(str(folder), num_workers=2)
+    data.setup("fit")
+    assert data.train_dataloader().num_workers == data.val_dataloader().num_workers == 2
 
 
 @pytest.mark.parametrize(
@@ -126,8 +158,11 @@ def test_padded_random_crops_are_the_training_augmentation(folder):
          "class folders that train/ lacks: boot"),
         (lambda root: write_images(root / "train", {"cat": 3, "dog": 3}), "test",
          "No test images.*nodezoo evaluate"),
+        (lambda root: (write_images(root / "train", {"cat": 3, "dog": 3}),
+                       (root / "test" / "cat").mkdir(parents=True)), "test",
+         "test' holds no images.*ImageFolder layout"),
     ],
-    ids=["no-train", "one-class", "empty-class", "unknown-test-class", "no-test"],
+    ids=["no-train", "one-class", "empty-class", "unknown-test-class", "no-test", "empty-test"],
 )  # fmt: skip
 def test_bad_folders_say_what_is_wrong(tmp_path, make, stage, message):
     make(tmp_path)
