@@ -310,6 +310,21 @@ def table(rows: list[dict], steps_per_epoch: int) -> str:
     return markdown_table(headers, body)
 
 
+def combined_rows(saved: list[dict]) -> list[dict]:
+    """The rows of several --json files, a setting that more of them share (the ``none`` row
+    of one --runs folder) once; the same setting measured differently is an error."""
+    rows: dict[str, dict] = {}
+    for run in saved:
+        for row in run["rows"]:
+            kept = rows.setdefault(row["setting"], row)
+            if kept != row:
+                raise SystemExit(
+                    f"--combine: the files hold two different runs of {row['setting']!r}; "
+                    "combine files of one --runs folder, or rename one setting."
+                )
+    return list(rows.values())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4, help="epochs per setting (zoo: 4)")
@@ -366,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     recipe = yaml.safe_load(RECIPE.read_text())
     if args.combine:
         saved = [json.loads(path.read_text()) for path in args.combine]
-        rows = [row for run in saved for row in run["rows"]]
+        rows = combined_rows(saved)
         args = argparse.Namespace(**saved[0]["args"])
         args.command = [run["command"] for run in saved]
         args.json = None

@@ -100,3 +100,14 @@ def test_the_warm_start_setting_trains_with_the_solver_flag_and_nothing_else(
     combined = bench.settings([], [0.01], [], warm_start=True)
     assert combined["kinetic 0.01 + warm start"] == ({"kinetic": 0.01}, {"warm_start": True})
     assert list(combined) == ["none", "kinetic 0.01", "warm start", "kinetic 0.01 + warm start"]
+
+
+def test_combined_files_share_their_common_row_once_and_refuse_two_different_ones(bench):
+    none = {"setting": "none", "test_acc": 0.9}
+    first = {"rows": [none, {"setting": "kinetic 0.01", "test_acc": 0.89}]}
+    second = {"rows": [dict(none), {"setting": "warm start", "test_acc": 0.9}]}
+    rows = bench.combined_rows([first, second])
+    assert [r["setting"] for r in rows] == ["none", "kinetic 0.01", "warm start"]
+    other = {"rows": [{"setting": "none", "test_acc": 0.8}]}
+    with pytest.raises(SystemExit, match="two different runs of 'none'"):
+        bench.combined_rows([first, other])
