@@ -382,8 +382,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.combine:
         saved = [json.loads(path.read_text()) for path in args.combine]
         rows = combined_rows(saved)
+        combined_by = shlex.join(
+            ["python", "benchmarks/regularisation.py", *(sys.argv[1:] if argv is None else argv)]
+        )
         args = argparse.Namespace(**saved[0]["args"])
         args.command = [run["command"] for run in saved]
+        args.combined_by = combined_by
         args.json = None
     else:
         runs = settings(args.weights, args.kinetic, args.steer, args.warm_start)
@@ -417,6 +421,8 @@ def report(rows: list[dict], recipe: dict, args) -> None:
     label = "SHORT RUN (smoke test, not the measurement)" if short else "full run"
     print(f"## Regularised dynamics, Fashion-MNIST ODE-Net: {label}\n")
     print("Command(s):\n\n" + "\n".join(f"    {c}" for c in args.command) + "\n")
+    if getattr(args, "combined_by", None):
+        print(f"One table from their --json files:\n\n    {args.combined_by}\n")
     print(
         f"Model and data: {RECIPE.relative_to(RECIPE.parents[2])} (dopri5 1e-3 adjoint, AdamW "
         f"one-cycle over the run, batch {batch}); {rows[0]['steps']} training steps per "
