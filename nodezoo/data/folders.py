@@ -83,7 +83,7 @@ class ImageFolderDataModule(ImageDataModule):
             val_size=0, seed=seed, augment=augment, crop_padding=crop_padding,
             horizontal_flip=horizontal_flip, pin_memory=pin_memory,
         )  # fmt: skip
-        self.val_fraction = val_size
+        self.requested_val_size = val_size  # a count or a fraction; val_size: the count
         self.image_size = image_size
         self.in_channels = in_channels
         self._classes: list[str] | None = None
@@ -164,7 +164,7 @@ class ImageFolderDataModule(ImageDataModule):
             train = self._split("train")
             val = self._split("val")
             if val is None:
-                size = self.val_fraction
+                size = self.requested_val_size
                 self.val_size = round(size * len(train)) if 0 < size < 1 else int(size)
                 train, val = self._carve_validation(train)
             self.train_set = _Transformed(train, self.train_transform())
