@@ -30,8 +30,6 @@ from .images import DatasetNotFoundError, ImageDataModule, _Transformed
 
 __all__ = ["ImageFolderDataModule"]
 
-SPLITS = ("train", "val", "test")
-
 
 class _ClassFolder(datasets.ImageFolder):
     """``ImageFolder`` numbering its classes as given (train/'s), not by its own folders."""
@@ -147,13 +145,13 @@ class ImageFolderDataModule(ImageDataModule):
                 "model can only predict train/'s classes; rename or remove them.\n" + self._layout()
             )
         dataset = _ClassFolder(split_dir, classes, transform=self._base_transform())
-        present = set(dataset.targets)
-        empty = [c for i, c in enumerate(classes) if i not in present]
-        if name == "train" and empty:
-            raise DatasetNotFoundError(
-                f"'{split_dir}' has no images for the class(es) {', '.join(empty)} (files "
-                f"ending in {', '.join(IMG_EXTENSIONS)}).\n" + self._layout()
-            )
+        if name == "train":  # every class needs images to learn from; val/ and test/ may lack some
+            empty = sorted(set(classes) - {classes[i] for i in dataset.targets})
+            if empty:
+                raise DatasetNotFoundError(
+                    f"'{split_dir}' has no images for the class(es) {', '.join(empty)} (files "
+                    f"ending in {', '.join(IMG_EXTENSIONS)}).\n" + self._layout()
+                )
         if len(dataset) == 0:
             raise DatasetNotFoundError(f"'{split_dir}' holds no images.\n" + self._layout())
         return dataset
