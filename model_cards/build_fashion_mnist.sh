@@ -18,7 +18,8 @@
 # by publish with the same code as `nodezoo evaluate`. HARDWARE is written on the cards.
 # One process trains a run at a time (flock on the run folder): a second build started beside
 # this one (e.g. MODELS=odenet_rnode TRAIN_ONLY=1 ..., training a model in parallel) waits for
-# the run it reaches, then finds it done. TRAIN_ONLY=1 stops after training.
+# the run it reaches, then finds it done. Each model is published as soon as it finishes (its
+# card without the comparison); TRAIN_ONLY=1 stops after that, before the comparison.
 set -euo pipefail
 # Waiting OpenMP threads spin by default and stall the ODE-Net's many small parallel regions on
 # shared cores (benchmarks/README.md, "Threads on a shared CPU": 2.7-4.4 vs 0.3 CPU s/step).
@@ -41,6 +42,19 @@ MODELS=${MODELS:-"odenet mlp revnet rknet resnet odenet_rnode"}
 BASE_MODELS=" odenet mlp revnet rknet resnet "  # the ones RECIPES_ID covers
 
 zoo_name() { echo "${1//_/-}-fashion-mnist"; }
+
+publish() {  # publish MODEL [extra publish args...]
+    local model=$1 recipe_epochs
+    shift
+    recipe_epochs=$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["trainer"]["max_epochs"])' \
+        "recipes/fashion_mnist/$model.yaml")
+    nodezoo publish "$RUNS/$model/checkpoints/last.ckpt" --out "$OUT/$(zoo_name "$model")" \
+        --name "$(zoo_name "$model")" --recipe "recipes/fashion_mnist/$model.yaml" \
+        --fact "run/command=EPOCHS=$EPOCHS bash model_cards/build_fashion_mnist.sh" \
+        --fact "run/hardware=$HARDWARE" --fact run/seed=0 --fact "run/max_epochs=$recipe_epochs" \
+        --fact "run/notes=Trained by model_cards/build_fashion_mnist.sh with recipes/fashion_mnist/$model.yaml and --trainer.max_epochs $EPOCHS (every Fashion-MNIST zoo model had the same budget); the weights are the end of training (last.ckpt). Wall-clock times are from a 2-core machine that may have run other jobs at the same time." \
+        "$@"
+}
 
 for model in $MODELS; do
     dir="$RUNS/$model"
@@ -65,25 +79,15 @@ for model in $MODELS; do
                 --trainer.default_root_dir "$dir" \
                 --trainer.logger.init_args.name "$(zoo_name "$model")" "${resume[@]}"
             touch "$dir/done"
+            # Publish at once (test metrics, no comparison yet): a finished model lands in the
+            # work tree to be committed even if the machine is lost before the others finish.
+            publish "$model"
         fi
     ) 9> "$dir/.lock"
 done
 if [ -n "${TRAIN_ONLY:-}" ]; then
     exit 0
 fi
-
-publish() {  # publish MODEL [extra publish args...]
-    local model=$1 recipe_epochs
-    shift
-    recipe_epochs=$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["trainer"]["max_epochs"])' \
-        "recipes/fashion_mnist/$model.yaml")
-    nodezoo publish "$RUNS/$model/checkpoints/last.ckpt" --out "$OUT/$(zoo_name "$model")" \
-        --name "$(zoo_name "$model")" --recipe "recipes/fashion_mnist/$model.yaml" \
-        --fact "run/command=EPOCHS=$EPOCHS bash model_cards/build_fashion_mnist.sh" \
-        --fact "run/hardware=$HARDWARE" --fact run/seed=0 --fact "run/max_epochs=$recipe_epochs" \
-        --fact "run/notes=Trained by model_cards/build_fashion_mnist.sh with recipes/fashion_mnist/$model.yaml and --trainer.max_epochs $EPOCHS (every Fashion-MNIST zoo model had the same budget); the weights are the end of training (last.ckpt). Wall-clock times are from a 2-core machine that may have run other jobs at the same time." \
-        "$@"
-}
 
 # Test metrics first (publish measures them), then the comparison over the published folders,
 # then the folders again with the comparison on each card.

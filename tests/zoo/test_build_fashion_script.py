@@ -1,7 +1,7 @@
 """``model_cards/build_fashion_mnist.sh``'s bookkeeping, with a stand-in ``nodezoo`` on PATH
 that records its calls (the real commands are tested elsewhere): which runs it trains and
-resumes, the zoo names it publishes under, that two builds never train one run at once, and
-that a run outside the five recipes' hash refuses to resume under a changed recipe."""
+resumes, the zoo names it publishes under, that each model is published as it finishes, that
+two builds never train one run at once, and that a run outside the five recipes' hash refuses to resume under a changed recipe."""
 
 from __future__ import annotations
 
@@ -67,7 +67,10 @@ def test_trains_then_publishes_under_kebab_case_zoo_names(build, tmp_path):
     code, err = run(MODELS="odenet odenet_rnode", TRAIN_ONLY="1")
     assert code == 0, err
     fits = [c for c in logged() if c.startswith("fit ")]
-    assert len(fits) == 2 and not any(c.startswith("publish") for c in logged())
+    assert len(fits) == 2
+    # each model is published as soon as it is trained, before the next one starts
+    assert [c.split()[0] for c in logged()] == ["fit", "publish", "fit", "publish"]
+    assert not any("--comparison" in c or c.startswith("compare") for c in logged())
     assert "--trainer.logger.init_args.name odenet-rnode-fashion-mnist" in fits[1]
     assert f"--trainer.default_root_dir {runs}/odenet_rnode" in fits[1]
     assert (runs / "odenet" / "done").exists() and (runs / "odenet_rnode" / "done").exists()
@@ -76,7 +79,7 @@ def test_trains_then_publishes_under_kebab_case_zoo_names(build, tmp_path):
 
     code, err = run(MODELS="odenet odenet_rnode")
     assert code == 0, err
-    later = logged()[len(fits) :]
+    later = logged()[len(fits) * 2 :]
     assert not any(c.startswith("fit ") for c in later)  # done runs are not trained again
     publishes = [c for c in later if c.startswith("publish ")]
     assert len(publishes) == 4  # test metrics first, then again with the comparison
@@ -93,7 +96,7 @@ def test_a_stopped_run_resumes_and_a_changed_recipe_stops_the_build(build):
     (runs / "odenet_rnode" / "checkpoints" / "last.ckpt").write_text("")
     code, err = run(MODELS="odenet_rnode", TRAIN_ONLY="1")
     assert code == 0, err
-    assert logged()[-1].endswith("--ckpt_path last")
+    assert [c for c in logged() if c.startswith("fit ")][-1].endswith("--ckpt_path last")
 
     (runs / "odenet_rnode" / "done").unlink()
     (runs / "odenet_rnode" / "recipe.sha256").write_text("0000000\n")
