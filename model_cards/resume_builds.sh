@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Start (or resume) the long zoo builds in the background, each one that is not already running,
+# and report how far every run has got. Run it at the start of a session:
+#
+#   bash model_cards/resume_builds.sh            # resume what is not running, then report
+#   bash model_cards/resume_builds.sh --status   # only report
+#
+# The builds (their run folders live in $NODEZOO_BUILD, outside the work tree):
+#   fashion        build_fashion_mnist.sh, the fast models first, then compare and publish all six
+#   fashion-odenet build_fashion_mnist.sh TRAIN_ONLY, the slow ODE-Nets in parallel (the two
+#                  builds share runs through the script's per-run lock, never training one twice)
+#   density        build_density.sh for the CNFs not yet shipped
+# Each writes $NODEZOO_BUILD/<build>.log (an earlier log is kept as <build>.<time>.log) and its
+# PID to <build>.pid, by which a running build is recognised and can be stopped:
+# kill -- -$(cat $NODEZOO_BUILD/<build>.pid).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${NODEZOO_BUILD:-$HOME/nodezoo-build}
+mkdir -p "$BUILD"
+
+# One thread per training process: beside the other builds on two cores it is faster in wall
+# time (BUILD.md); nice keeps the machine usable for interactive work.
+declare -A COMMANDS=(
+    [fashion]='OMP_NUM_THREADS=1 MODELS="mlp revnet resnet rknet odenet odenet_rnode" bash model_cards/build_fashion_mnist.sh'
+    [fashion-odenet]='OMP_NUM_THREADS=1 MODELS="odenet odenet_rnode rknet" TRAIN_ONLY=1 bash model_cards/build_fashion_mnist.sh'
+    [density]="RUNS=$BUILD/density_full MODELS=\"two_spirals 8gaussians digits\" bash model_cards/build_density.sh"
+)
+ORDER=(fashion fashion-odenet density)
+
+running() {  # running BUILD: its recorded process is alive
+    local pid_file="$BUILD/$1.pid"
+    [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null
+}
+
+if [ "${1:-}" != --status ]; then
+    for build in "${ORDER[@]}"; do
+        if running "$build"; then
+            echo "$build: running (PID $(cat "$BUILD/$build.pid"))"
+            continue
+        fi
+        log="$BUILD/$build.log"
+        [ -f "$log" ] && mv -n "$log" "$BUILD/$build.$(date -u +%Y%m%dT%H%M%S).log"
+        # setsid: its own process group, so one kill stops the build and its children.
+        WANDB_MODE=offline OMP_WAIT_POLICY=PASSIVE NODEZOO_BUILD="$BUILD" \
+            setsid nohup nice -n 5 bash -c "${COMMANDS[$build]}" > "$log" 2>&1 < /dev/null &
+        echo $! > "$BUILD/$build.pid"
+        echo "$build: started (PID $!, log $log)"
+    done
+fi
+
+# Progress: every run folder's last.ckpt (epoch, step) and whether it is done.
+python - "$BUILD" <<'EOF'
+import sys
+from pathlib import Path
+
+import torch
+
+root = Path(sys.argv[1])
+for ckpt in sorted(root.glob("*/*/checkpoints/last.ckpt")):
+    run = ckpt.parents[1]
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        where = f"epoch {state['epoch']}, step {state['global_step']}"
+    except Exception as error:  # being written right now, or torn: say so, do not stop
+        where = f"unreadable ({type(error).__name__})"
+    done = "done" if (run / "done").exists() else "training"
+    print(f"{run.relative_to(root)}: {done}, {where}")
+EOF
