@@ -1,7 +1,8 @@
 """``model_cards/build_fashion_mnist.sh``'s bookkeeping, with a stand-in ``nodezoo`` on PATH
 that records its calls (the real commands are tested elsewhere): which runs it trains and
 resumes, the zoo names it publishes under, that each model is published as it finishes, that
-two builds never train one run at once, and that a run outside the five recipes' hash refuses to resume under a changed recipe."""
+two builds never train one run at once, and that a run outside the five recipes' hash refuses
+to resume under a changed recipe."""
 
 from __future__ import annotations
 
