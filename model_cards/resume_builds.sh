@@ -32,12 +32,12 @@ running() {  # running BUILD: its recorded process is alive
     [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null
 }
 
-if [ "${1:-}" != --status ]; then
-    for build in "${ORDER[@]}"; do
-        if running "$build"; then
-            echo "$build: running (PID $(cat "$BUILD/$build.pid"))"
-            continue
-        fi
+for build in "${ORDER[@]}"; do
+    if running "$build"; then
+        echo "$build: running (PID $(cat "$BUILD/$build.pid"))"
+    elif [ "${1:-}" = --status ]; then
+        echo "$build: not running"
+    else
         log="$BUILD/$build.log"
         [ -f "$log" ] && mv -n "$log" "$BUILD/$build.$(date -u +%Y%m%dT%H%M%S).log"
         # setsid: its own process group, so one kill stops the build and its children.
@@ -45,8 +45,8 @@ if [ "${1:-}" != --status ]; then
             setsid nohup nice -n 5 bash -c "${COMMANDS[$build]}" > "$log" 2>&1 < /dev/null &
         echo $! > "$BUILD/$build.pid"
         echo "$build: started (PID $!, log $log)"
-    done
-fi
+    fi
+done
 
 # Progress: every run folder's last.ckpt (epoch, step) and whether it is done.
 python - "$BUILD" <<'EOF'
