@@ -18,7 +18,7 @@ PRETRAINED_ID=$(sha256sum model_cards/odenet-fashion-mnist/model.safetensors | c
 RUNS=${RUNS:-runs/finetune/$PRETRAINED_ID}
 OUT=${OUT:-model_cards}
 REPORT=${REPORT:-reports/digits_finetune}
-HARDWARE=${HARDWARE:-"2 shared CPU cores (AMD EPYC), no GPU"}
+HARDWARE=${HARDWARE:-$(bash model_cards/hardware.sh)}
 
 fit() {  # fit RUN_NAME [overrides...]
     local dir="$RUNS/$1"

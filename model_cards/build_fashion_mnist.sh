@@ -37,7 +37,7 @@ RECIPES_ID=$(recipes_id recipes/fashion_mnist/{odenet,mlp,revnet,rknet,resnet}.y
 RUNS=${RUNS:-${NODEZOO_BUILD:-$HOME/nodezoo-build}/fashion_mnist_${EPOCHS}ep_$RECIPES_ID}
 OUT=${OUT:-model_cards}
 REPORT=${REPORT:-reports/fashion_mnist_zoo}
-HARDWARE=${HARDWARE:-"2 shared CPU cores (AMD EPYC), no GPU"}
+HARDWARE=${HARDWARE:-$(bash model_cards/hardware.sh)}
 MODELS=${MODELS:-"odenet mlp revnet rknet resnet odenet_rnode"}
 BASE_MODELS=" odenet mlp revnet rknet resnet "  # the ones RECIPES_ID covers
 

@@ -21,7 +21,7 @@ CKPTS=${CKPTS:-runs/spirals_table2}
 OUT=${OUT:-model_cards}
 REPORT=${REPORT:-reports/spirals_table2}
 TEST_SEED=${TEST_SEED:-12345}
-HARDWARE=${HARDWARE:-"2 shared CPU cores (AMD EPYC), no GPU, 1 thread"}
+HARDWARE=${HARDWARE:-"$(bash model_cards/hardware.sh), 1 thread"}
 ROWS="rnn_no_gaps rnn latent_ode latent_ode_odernn"
 RECONSTRUCT_ROWS="rnn latent_ode"
 
