@@ -7,6 +7,7 @@ reworded on purpose, update its row here in the same commit (tests/README.md, "M
 testing", says why messages are pinned whole).
 """
 
+import re
 import sys
 import threading
 from unittest import mock
@@ -983,7 +984,9 @@ ROWS = [
         NonFiniteState,
         (
             "In the adjoint's backward solve (from t=1 back to t=0): The ODE state became NaN "
-            "or infinite near t=0.535139 (step size -3.68e-16). The dynamics may blow up "
+            # where the backward solve blows up depends on rounding: 0.535139 on an AMD EPYC,
+            # 0.535135 on an Intel Xeon
+            "or infinite near t=0.53513{DIGIT} (step size -3.68e-16). The dynamics may blow up "
             "there: check the vector field and its inputs, lower the learning rate, use "
             "float64, or tighten the tolerances. The adjoint method recovers the state by "
             "solving the ODE backwards in time, which blows up where the forward dynamics "
@@ -1317,7 +1320,11 @@ ROWS = [
 def test_error_message(trigger, error, message):
     with pytest.raises(error) as info:
         trigger()
-    assert str(info.value) == message
+    if "{DIGIT}" in message:  # one machine-dependent digit, the rest exact
+        pattern = re.escape(message).replace(re.escape("{DIGIT}"), "[0-9]")
+        assert re.fullmatch(pattern, str(info.value)), str(info.value)
+    else:
+        assert str(info.value) == message
 
 
 def _frozen_adjoint_parameter():

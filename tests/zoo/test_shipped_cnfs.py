@@ -32,6 +32,9 @@ def test_shipped_cnf_reproduces_its_card(name):
     assert fresh["model/params"] == shipped["model/params"]
     assert fresh["test/samples"] == shipped["test/samples"]
     assert fresh["test/seed"] == shipped["test/seed"]
-    for key in ("test/nll", "test/bits_per_dim", "test/nfe_forward"):
+    for key in ("test/nll", "test/bits_per_dim"):
         if key in shipped or key in fresh:
             assert fresh[key] == pytest.approx(shipped[key], rel=1e-5), key
+    # The adaptive solver's steps follow the last bits of the field, which differ between CPUs:
+    # cnf-checkerboard's 79.7 evaluations per batch (AMD EPYC) are 79.1 on an Intel Xeon.
+    assert fresh["test/nfe_forward"] == pytest.approx(shipped["test/nfe_forward"], rel=0.02)
