@@ -48,7 +48,10 @@ for build in "${ORDER[@]}"; do
     fi
 done
 
-# Progress: every run folder's last.ckpt (epoch, step) and whether it is done.
+# Progress: every run folder's last.ckpt (epoch, step) and whether its build marked it done.
+# "unfinished" says nothing about a process: a running build's runs and runs left by a stopped
+# build or by a benchmark (benchmarks write no done marker) all read so; the lines above say
+# which builds are running.
 python - "$BUILD" <<'EOF'
 import sys
 from pathlib import Path
@@ -63,6 +66,6 @@ for ckpt in sorted(root.glob("*/*/checkpoints/last.ckpt")):
         where = f"epoch {state['epoch']}, step {state['global_step']}"
     except Exception as error:  # being written right now, or torn: say so, do not stop
         where = f"unreadable ({type(error).__name__})"
-    done = "done" if (run / "done").exists() else "training"
+    done = "done" if (run / "done").exists() else "unfinished"
     print(f"{run.relative_to(root)}: {done}, {where}")
 EOF
