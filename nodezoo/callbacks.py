@@ -414,7 +414,9 @@ class RunSummary(pl.Callback):
         self._scalars.update(
             {k: _scalar(v) for k, v in metrics.items() if k.startswith(SUMMARY_PREFIXES)}
         )
-        self._scalars["run/epochs"] = len(self._rows)
+        # the trainer's count, not the rows': a run resumed from a checkpoint taken at an
+        # epoch's last batch by another callback skips that epoch's end (LastCheckpoint)
+        self._scalars["run/epochs"] = trainer.current_epoch + 1
         self._scalars["time/total_s"] = self._elapsed()
         if trainer.is_global_zero:  # other ranks' loggers are stand-ins
             self._scalars.update(self._run_facts(trainer, pl_module))
@@ -464,27 +466,67 @@ def _checkpoint_step(path: Path) -> int | None:
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose ``last.ckpt`` is always the end of training.
+    """``ModelCheckpoint`` whose ``last.ckpt`` is always the end of training, and whose periodic
+    saves resume a run as one that never stopped.
 
     Lightning writes ``last`` at train end only if no ``last`` was written before; with
     ``every_n_train_steps`` that leaves the final steps out (e.g. step 800 of 860), and
     ``--ckpt_path last`` would then test stale weights. At train end this callback reads the
-    step saved in ``last.ckpt`` and, when it is behind, saves again, through public API only
-    (``trainer.save_checkpoint``, ``format_checkpoint_name``, ``last_model_path``). Rank zero
-    decides and every rank follows, since saving is collective.
+    step saved in ``last.ckpt`` and, when it is behind, saves again.
+
+    A periodic save that falls on an epoch's last batch waits for the end of that epoch: saved
+    at the batch, before the epoch's validation and ``on_train_epoch_end`` hooks, the
+    checkpoint resumes past the epoch without running them, so the run's summary, the epoch's
+    logged metrics and anything else done at epoch end would miss that epoch for good (a
+    ``cnf-two-spirals`` run resumed once counted 249 of its 250 epochs). This happens whenever
+    the save interval is a multiple of the epoch's length, as in the density recipes (100 steps,
+    epochs of 20). Lightning runs checkpoint callbacks' epoch-end hooks after the others', so
+    the deferred save holds everything the epoch did.
+
+    Public API only, but for the interval (``_every_n_train_steps``, set by Lightning from the
+    argument): ``trainer.save_checkpoint``, ``format_checkpoint_name``, ``last_model_path``.
+    The deferral applies to a last-only checkpoint (``save_top_k=0``); rank zero decides at
+    train end and every rank follows, since saving is collective.
     """
+
+    _save_at_epoch_end = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        every = getattr(self, "_every_n_train_steps", 0)
+        self._save_at_epoch_end = (
+            self.save_last
+            and self.save_top_k == 0
+            and every >= 1
+            and trainer.global_step % every == 0
+            and batch_idx + 1 == trainer.num_training_batches  # inf for iterable data: never
+        )
+        if not self._save_at_epoch_end:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._save_at_epoch_end:
+            self._save_at_epoch_end = False
+            self._save_last(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
         super().on_train_end(trainer, pl_module)
         if not self.save_last:
             return
-        path = Path(
+        saved_step = _checkpoint_step(self._last_path()) if trainer.is_global_zero else None
+        behind = trainer.is_global_zero and saved_step != trainer.global_step
+        if trainer.strategy.broadcast(behind, src=0):
+            self._save_last(trainer)
+
+    def _last_path(self) -> Path:
+        return Path(
             self.last_model_path or self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
         )
-        behind = trainer.is_global_zero and _checkpoint_step(path) != trainer.global_step
-        if trainer.strategy.broadcast(behind, src=0):
-            trainer.save_checkpoint(str(path))
-            self.last_model_path = str(path)
+
+    def _save_last(self, trainer) -> None:
+        path = self._last_path()
+        trainer.save_checkpoint(str(path))
+        self.last_model_path = str(path)
 
 
 class RandomState(pl.Callback):
