@@ -23,7 +23,7 @@ mkdir -p "$BUILD"
 declare -A COMMANDS=(
     [fashion]='OMP_NUM_THREADS=1 MODELS="mlp revnet resnet rknet odenet odenet_rnode" bash model_cards/build_fashion_mnist.sh'
     [fashion-odenet]='OMP_NUM_THREADS=1 MODELS="odenet odenet_rnode rknet" TRAIN_ONLY=1 bash model_cards/build_fashion_mnist.sh'
-    [density]="RUNS=$BUILD/density_full MODELS=\"two_spirals 8gaussians digits\" bash model_cards/build_density.sh"
+    [density]="RUNS=$BUILD/density_full MODELS=\"8gaussians digits\" bash model_cards/build_density.sh"
 )
 ORDER=(fashion fashion-odenet density)
 # Priorities: nice keeps the machine usable for interactive work, and the Fashion-MNIST builds
