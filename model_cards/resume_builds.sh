@@ -26,10 +26,24 @@ declare -A COMMANDS=(
     [density]="RUNS=$BUILD/density_full MODELS=\"8gaussians digits\" bash model_cards/build_density.sh"
 )
 ORDER=(fashion fashion-odenet density)
-# Priorities: nice keeps the machine usable for interactive work, and the Fashion-MNIST builds
-# (the longer, issue 13's) come before the density build, which takes what they leave (a core
-# while one of them waits on the other's run lock) instead of a third of both cores.
+# Priorities: the Fashion-MNIST builds (the longer, issue 13's) come before the density build,
+# which takes what they leave (a core while one of them waits on the other's run lock) instead of
+# a third of both cores, and all three leave room for interactive work. Each build is a session
+# of its own (setsid), and with the kernel's autogroup scheduling (sched_autogroup_enabled=1)
+# every session gets an equal share of the CPU whatever its processes' nice values: the share
+# is set by the session's autogroup nice (/proc/PID/autogroup), so both are set.
 declare -A NICENESS=([fashion]=5 [fashion-odenet]=5 [density]=15)
+
+share() {  # share PID NICE: the autogroup nice of PID's session, once setsid has made it
+    local i
+    for i in $(seq 50); do
+        if [ "$(ps -o sid= -p "$1" | tr -d ' ')" = "$1" ]; then
+            echo "$2" 2>/dev/null > "/proc/$1/autogroup" || true  # a kernel without autogroups
+            return
+        fi
+        sleep 0.1
+    done
+}
 
 running() {  # running BUILD: its recorded process is alive
     local pid_file="$BUILD/$1.pid"
@@ -48,6 +62,7 @@ for build in "${ORDER[@]}"; do
         WANDB_MODE=offline OMP_WAIT_POLICY=PASSIVE NODEZOO_BUILD="$BUILD" \
             setsid nohup nice -n "${NICENESS[$build]}" bash -c "${COMMANDS[$build]}" > "$log" 2>&1 < /dev/null &
         echo $! > "$BUILD/$build.pid"
+        share "$!" "${NICENESS[$build]}"
         echo "$build: started (PID $!, log $log)"
     fi
 done
