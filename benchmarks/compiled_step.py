@@ -18,9 +18,10 @@ batch 256, one thread, no grad), round-robin on the CPU clock:
 - ``nodezoo step``: nodezoo's own no-grad step and error ratio, as its adaptive loop calls them
   (``RungeKutta.step`` into the reused stage buffer, then ``_ErrorRatio``).
 
-Both steps return the same values (to float32 rounding; printed). Fusion pays only if the
-compiled step is clearly cheaper than nodezoo's: otherwise compiling the solver is not worth
-its compile time (seconds to a minute per state shape) and its fragility.
+The three steps return the same values (to float32 rounding; the largest difference is
+printed). Fusion pays only if the compiled step is clearly cheaper than nodezoo's: otherwise
+compiling the solver is not worth its compile time (seconds to a minute per state shape) and
+its fragility.
 """
 
 from __future__ import annotations

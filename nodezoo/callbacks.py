@@ -414,8 +414,9 @@ class RunSummary(pl.Callback):
         self._scalars.update(
             {k: _scalar(v) for k, v in metrics.items() if k.startswith(SUMMARY_PREFIXES)}
         )
-        # the trainer's count, not the rows': a run resumed from a checkpoint taken at an
-        # epoch's last batch by another callback skips that epoch's end (LastCheckpoint)
+        # the trainer's count, not the rows': a run resumed from a checkpoint saved on an
+        # epoch's last batch (Lightning's ModelCheckpoint; LastCheckpoint waits for the
+        # epoch's end) skips that epoch's end, and its row
         self._scalars["run/epochs"] = trainer.current_epoch + 1
         self._scalars["time/total_s"] = self._elapsed()
         if trainer.is_global_zero:  # other ranks' loggers are stand-ins
@@ -513,8 +514,8 @@ class LastCheckpoint(ModelCheckpoint):
         super().on_train_end(trainer, pl_module)
         if not self.save_last:
             return
-        saved_step = _checkpoint_step(self._last_path()) if trainer.is_global_zero else None
-        behind = trainer.is_global_zero and saved_step != trainer.global_step
+        path = self._last_path()
+        behind = trainer.is_global_zero and _checkpoint_step(path) != trainer.global_step
         if trainer.strategy.broadcast(behind, src=0):
             self._save_last(trainer)
 
