@@ -12,10 +12,11 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 cd "$(dirname "$0")/.."
 
 RECIPE=recipes/finetune/odenet_fashion_mnist_to_digits.yaml
-# One run folder per pretrained weights: after odenet-fashion-mnist is rebuilt, the fine-tune is
-# trained again instead of being skipped by the old run's `done` marker.
-PRETRAINED_ID=$(sha256sum model_cards/odenet-fashion-mnist/model.safetensors | cut -c1-12)
-RUNS=${RUNS:-runs/finetune/$PRETRAINED_ID}
+# One run folder per pretrained weights and recipe: after odenet-fashion-mnist is rebuilt or the
+# recipe changes, the fine-tune is trained again instead of being skipped by the old run's `done`
+# marker.
+RUN_ID=$(cat model_cards/odenet-fashion-mnist/model.safetensors "$RECIPE" | sha256sum | cut -c1-12)
+RUNS=${RUNS:-runs/finetune/$RUN_ID}
 OUT=${OUT:-model_cards}
 REPORT=${REPORT:-reports/digits_finetune}
 HARDWARE=${HARDWARE:-$(bash model_cards/hardware.sh)}

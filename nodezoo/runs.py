@@ -66,6 +66,9 @@ RUN_NAME = "run/name"
 TRUSTED_PREFIX = "nodezoo."
 # The init arg naming a source of starting weights: never followed when rebuilding a model.
 PRETRAINED_ARG = "pretrained"
+# Whether that source's classifier head was loaded too: about how a run started, so a zoo
+# folder's config.json (whose weights are the model's own) leaves it out.
+PRETRAINED_HEAD_ARG = "pretrained_head"
 
 
 # ------------------------------------------------------------------------------------ models

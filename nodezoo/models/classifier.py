@@ -43,9 +43,12 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
     over the first ``lr_warmup`` fraction of the run from ``lr / 25`` to ``lr``, then a cosine
     decay to ``lr / 2.5e5``; it is what makes a one-epoch run useful. ``pretrained`` (a zoo
     name, folder or Hub repo id) starts from that model's weights (all but the head when
-    ``num_classes`` differs): fine-tuning. ``regularisation`` (a ``RegularisationConfig``
-    dict: ``kinetic``, ``jacobian``, ``steer``) regularises the ODE block's dynamics in
-    training; the weighted integrals are added to the training loss.
+    ``num_classes`` differs or ``pretrained_head`` is False): fine-tuning. Set
+    ``pretrained_head=False`` when the new data's classes are not the pretrained model's (digits
+    after clothing): its head maps features to the old labels, a worse start than a fresh one.
+    ``regularisation`` (a ``RegularisationConfig`` dict: ``kinetic``, ``jacobian``, ``steer``)
+    regularises the ODE block's dynamics in training; the weighted integrals are added to the
+    training loss.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
         lr_gamma: float = 0.1,
         lr_warmup: float = 0.25,
         pretrained: str | None = None,
+        pretrained_head: bool = True,
         regularisation: dict[str, Any] | None = None,
     ):
         super().__init__()
@@ -96,7 +100,7 @@ class ImageClassifier(PretrainedMixin, pl.LightningModule):
             self.hparams.regularisation = reg.to_dict()
         self._make_metrics(num_classes)
         if pretrained is not None:  # weights of a zoo model: strictly, the head if it fits
-            load_pretrained_weights(self, pretrained)
+            load_pretrained_weights(self, pretrained, head=pretrained_head)
 
     # ---- model API (timm-style) ----
     @property

@@ -30,7 +30,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ..files import write_atomic
-from ..runs import MODEL_PARAMS, PRETRAINED_ARG, count_parameters
+from ..runs import MODEL_PARAMS, PRETRAINED_ARG, PRETRAINED_HEAD_ARG, count_parameters
 from .cards import render_card
 from .errors import CorruptWeightsError, ZooError
 from .registry import architecture_for_class
@@ -76,7 +76,7 @@ METADATA_KEYS = (ARCHITECTURE_KEY, LABEL_NAMES_KEY)
 # values are read from the model's properties of the same names, i.e. from its ODE blocks.
 SOLVER_ARGS = ("solver", "encoder_solver")
 # Init args that cannot change through ``**overrides`` (they have their own, explicit path).
-NOT_OVERRIDABLE = (PRETRAINED_ARG, "num_classes")
+NOT_OVERRIDABLE = (PRETRAINED_ARG, PRETRAINED_HEAD_ARG, "num_classes")
 
 
 # ------------------------------------------------------------------------------------ config
@@ -117,14 +117,17 @@ def _check_label_names(label_names: Sequence[str] | None, num_classes: Any, wher
 
 
 def config_of(model: nn.Module, label_names: Sequence[str] | None = None) -> dict[str, Any]:
-    """config.json for ``model``: its architecture, every init arg (``pretrained`` as null) and,
-    for classifiers, ``label_names`` (given, or the model's own ``label_names``)."""
+    """config.json for ``model``: its architecture, every init arg (``pretrained`` as null,
+    ``pretrained_head`` left out) and, for classifiers, ``label_names`` (given, or the model's
+    own ``label_names``)."""
     entry = architecture_for_class(type(model))
     hparams = init_args_of(model)
     config: dict[str, Any] = {ARCHITECTURE_KEY: entry.name}
     for name in _init_params(type(model)):
         if name == PRETRAINED_ARG:
             config[name] = None
+            continue
+        if name == PRETRAINED_HEAD_ARG:
             continue
         if name not in hparams:
             raise ZooError(

@@ -187,9 +187,11 @@ def from_pretrained(
     return model.eval()
 
 
-def load_pretrained_weights(model: nn.Module, ref: str | os.PathLike) -> None:
+def load_pretrained_weights(model: nn.Module, ref: str | os.PathLike, *, head: bool = True) -> None:
     """Fine-tuning start: load ``ref``'s weights into a freshly built ``model``, strictly, except
-    the classifier head when its shape differs (a different number of classes)."""
+    the classifier head when its shape differs (a different number of classes) or ``head`` is
+    False (the same number of classes that mean something else: a head trained on other labels
+    is a worse start than a fresh one)."""
     folder = resolve_ref(ref)
     config = read_config(folder)
     entry = architecture_for_class(type(model))
@@ -200,16 +202,16 @@ def load_pretrained_weights(model: nn.Module, ref: str | os.PathLike) -> None:
             f"{entry.name!r} model, or none to start from random weights."
         )
     state = read_weights(folder)
-    head = entry.head
+    prefix = entry.head + "."
     own = model.state_dict()
-    head_keys = [k for k in state if k.startswith(head + ".")]
-    head_differs = any(k in own and own[k].shape != state[k].shape for k in head_keys)
-    if head_differs:
+    head_keys = [k for k in state if k.startswith(prefix)]
+    fresh_head = not head or any(k in own and own[k].shape != state[k].shape for k in head_keys)
+    if fresh_head:
         state = {k: v for k, v in state.items() if k not in head_keys}
     load_state_strict(
         model,
         state,
-        may_be_missing=(head + ".",) if head_differs else (),
+        may_be_missing=(prefix,) if fresh_head else (),
         source=f"pretrained weights {str(ref)!r}",
     )
 

@@ -171,7 +171,21 @@ def test_pretrained_init_arg_loads_weights(zoo_folder):
     state = other.state_dict()
     assert all(torch.equal(state[k], v) for k, v in saved.items() if not k.startswith("head."))
     assert state["head.weight"].shape == (5, 8)
-    # the source is not a weights loop: the folder written from it says pretrained: null
+    # the same number of classes meaning other things: a fresh head, the rest from the folder
+    torch.manual_seed(0)
+    fresh = ImageClassifier(**args, pretrained=str(zoo_folder), pretrained_head=False)
+    torch.manual_seed(0)
+    untrained = ImageClassifier(**args)
+    state = fresh.state_dict()
+    for key, value in saved.items():
+        if key.startswith("head."):
+            assert torch.equal(state[key], untrained.state_dict()[key]), key
+            assert not torch.equal(state[key], value), key
+        else:
+            assert torch.equal(state[key], value), key
+    # the source is not a weights loop: the folder written from it says pretrained: null, and
+    # nothing of how the head started
     assert config_of(other)["pretrained"] is None
+    assert "pretrained_head" not in config_of(fresh)
     with pytest.raises(WeightsMismatchError, match="shape mismatch"):
         ImageClassifier(**{**args, "width": 16}, pretrained=str(zoo_folder))
