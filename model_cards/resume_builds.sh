@@ -9,7 +9,7 @@
 #   fashion        build_fashion_mnist.sh, the fast models first, then compare and publish all six
 #   fashion-odenet build_fashion_mnist.sh TRAIN_ONLY, the slow ODE-Nets in parallel (the two
 #                  builds share runs through the script's per-run lock, never training one twice)
-#   density        build_density.sh for the CNFs not yet shipped
+# (The density build, build_density.sh for the CNFs, finished on 2026-12-01: all four shipped.)
 # Each writes $NODEZOO_BUILD/<build>.log (an earlier log is kept as <build>.<time>.log) and its
 # PID to <build>.pid, by which a running build is recognised and can be stopped:
 # kill -- -$(cat $NODEZOO_BUILD/<build>.pid).
@@ -23,16 +23,13 @@ mkdir -p "$BUILD"
 declare -A COMMANDS=(
     [fashion]='OMP_NUM_THREADS=1 MODELS="mlp revnet resnet rknet odenet odenet_rnode" bash model_cards/build_fashion_mnist.sh'
     [fashion-odenet]='OMP_NUM_THREADS=1 MODELS="odenet odenet_rnode rknet" TRAIN_ONLY=1 bash model_cards/build_fashion_mnist.sh'
-    [density]="RUNS=$BUILD/density_full MODELS=\"8gaussians digits\" bash model_cards/build_density.sh"
 )
-ORDER=(fashion fashion-odenet density)
-# Priorities: the Fashion-MNIST builds (the longer, issue 13's) come before the density build,
-# which takes what they leave (a core while one of them waits on the other's run lock) instead of
-# a third of both cores, and all three leave room for interactive work. Each build is a session
+ORDER=(fashion fashion-odenet)
+# Priorities: nice 5 leaves room for interactive work. Each build is a session
 # of its own (setsid), and with the kernel's autogroup scheduling (sched_autogroup_enabled=1)
 # every session gets an equal share of the CPU whatever its processes' nice values: the share
 # is set by the session's autogroup nice (/proc/PID/autogroup), so both are set.
-declare -A NICENESS=([fashion]=5 [fashion-odenet]=5 [density]=15)
+declare -A NICENESS=([fashion]=5 [fashion-odenet]=5)
 
 share() {  # share PID NICE: the autogroup nice of PID's session, once setsid has made it
     local i
