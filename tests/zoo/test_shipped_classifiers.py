@@ -15,7 +15,7 @@ from nodezoo.zoo.registry import zoo_names, zoo_root
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 SHIPPED = (
-    *(f"{m}-fashion-mnist" for m in ("odenet", "rknet", "resnet", "revnet", "mlp")),
+    *(f"{m}-fashion-mnist" for m in ("odenet", "odenet-rnode", "rknet", "resnet", "revnet", "mlp")),
     "odenet-fashion-mnist-to-digits",  # scikit-learn's digits
 )
 
