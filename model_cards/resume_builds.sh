@@ -25,10 +25,10 @@ declare -A COMMANDS=(
     [fashion-odenet]='OMP_NUM_THREADS=1 MODELS="odenet odenet_rnode rknet" TRAIN_ONLY=1 bash model_cards/build_fashion_mnist.sh'
 )
 ORDER=(fashion fashion-odenet)
-# Priorities: nice 5 leaves room for interactive work. Each build is a session
-# of its own (setsid), and with the kernel's autogroup scheduling (sched_autogroup_enabled=1)
-# every session gets an equal share of the CPU whatever its processes' nice values: the share
-# is set by the session's autogroup nice (/proc/PID/autogroup), so both are set.
+# Priorities: nice 5 leaves room for interactive work. Each build is a session of its own
+# (setsid), and with the kernel's autogroup scheduling (sched_autogroup_enabled=1) every session
+# gets an equal share of the CPU whatever its processes' nice values: the share is set by the
+# session's autogroup nice (/proc/PID/autogroup), so both are set.
 declare -A NICENESS=([fashion]=5 [fashion-odenet]=5)
 
 share() {  # share PID NICE: the autogroup nice of PID's session, once setsid has made it

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from nodezoo.zoo import evaluate
 from nodezoo.zoo.folder import read_metrics
@@ -39,14 +38,8 @@ def test_shipped_classifier_reproduces_its_card(name, fashion_dir):
         pytest.importorskip("sklearn")
     folder = zoo_root() / name
     shipped = read_metrics(folder)
-    threads = torch.get_num_threads()
-    # One thread, as the builds publish with: on cores shared with other jobs, two threads' spin
-    # waits made one evaluation take many minutes (about 20 s alone).
-    torch.set_num_threads(1)
-    try:
-        fresh = evaluate(folder, data_dir=fashion_dir)  # the recipe's batches, as publish measured
-    finally:
-        torch.set_num_threads(threads)
+    # with the suite's one thread (tests/conftest.py), as the builds publish
+    fresh = evaluate(folder, data_dir=fashion_dir)  # the recipe's batches, as publish measured
     assert fresh["test/samples"] == (397 if "digits" in name else 10000)
     assert shipped.get("test/samples", fresh["test/samples"]) == fresh["test/samples"]
     assert fresh["model/params"] == shipped["model/params"]
