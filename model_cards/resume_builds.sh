@@ -5,11 +5,14 @@
 #   bash model_cards/resume_builds.sh            # resume what is not running, then report
 #   bash model_cards/resume_builds.sh --status   # only report
 #
-# The builds (their run folders live in $NODEZOO_BUILD, outside the work tree):
-#   fashion        build_fashion_mnist.sh, the fast models first, then compare and publish all six
-#   fashion-odenet build_fashion_mnist.sh TRAIN_ONLY, the slow ODE-Nets in parallel (the two
-#                  builds share runs through the script's per-run lock, never training one twice)
-# (The density build, build_density.sh for the CNFs, finished on 2026-12-01: all four shipped.)
+# The builds (their run folders live in $NODEZOO_BUILD, outside the work tree): none now. The
+# three long builds have finished and shipped (2026-12-01): density (build_density.sh, the
+# CNFs), and the two that made the 30-epoch Fashion-MNIST zoo, which shared its runs through
+# build_fashion_mnist.sh's per-run lock:
+#   [fashion]='OMP_NUM_THREADS=1 MODELS="mlp revnet resnet rknet odenet odenet_rnode" bash model_cards/build_fashion_mnist.sh'
+#   [fashion-odenet]='OMP_NUM_THREADS=1 MODELS="odenet odenet_rnode rknet" TRAIN_ONLY=1 bash model_cards/build_fashion_mnist.sh'
+# (restarting them now would only compare and republish the finished runs). A new long build
+# goes into COMMANDS, ORDER and NICENESS below.
 # Each writes $NODEZOO_BUILD/<build>.log (an earlier log is kept as <build>.<time>.log) and its
 # PID to <build>.pid, by which a running build is recognised and can be stopped:
 # kill -- -$(cat $NODEZOO_BUILD/<build>.pid).
@@ -18,18 +21,15 @@ cd "$(dirname "$0")/.."
 BUILD=${NODEZOO_BUILD:-$HOME/nodezoo-build}
 mkdir -p "$BUILD"
 
-# One thread per training process: beside the other builds on two cores it is faster in wall
-# time (BUILD.md).
-declare -A COMMANDS=(
-    [fashion]='OMP_NUM_THREADS=1 MODELS="mlp revnet resnet rknet odenet odenet_rnode" bash model_cards/build_fashion_mnist.sh'
-    [fashion-odenet]='OMP_NUM_THREADS=1 MODELS="odenet odenet_rnode rknet" TRAIN_ONLY=1 bash model_cards/build_fashion_mnist.sh'
-)
-ORDER=(fashion fashion-odenet)
+# COMMANDS[build] is a bash command line; give training processes one thread each
+# (OMP_NUM_THREADS=1): beside other builds on two cores it is faster in wall time (BUILD.md).
+declare -A COMMANDS=()
+ORDER=()
 # Priorities: nice 5 leaves room for interactive work. Each build is a session of its own
 # (setsid), and with the kernel's autogroup scheduling (sched_autogroup_enabled=1) every session
 # gets an equal share of the CPU whatever its processes' nice values: the share is set by the
 # session's autogroup nice (/proc/PID/autogroup), so both are set.
-declare -A NICENESS=([fashion]=5 [fashion-odenet]=5)
+declare -A NICENESS=()
 
 share() {  # share PID NICE: the autogroup nice of PID's session, once setsid has made it
     local i
